@@ -1,0 +1,1 @@
+"""ilrs_robots layer of ilrs_robots."""

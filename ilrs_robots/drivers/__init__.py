@@ -1,0 +1,1 @@
+"""drivers layer of ilrs_robots."""

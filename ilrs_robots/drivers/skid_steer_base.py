@@ -1,0 +1,412 @@
+"""The control loop of a skid-steer base on a RoboClaw bus, without ROS.
+
+A thread polls encoders and speeds of every controller, refreshes the wheel speed commands,
+integrates odometry and reads the controllers' health now and then. Commands are written as
+soon as they arrive (between two bus transactions), so a cmd_vel reaches the motors within one
+transaction, not one cycle. Safety rules live here, where they can be tested against the
+firmware emulator:
+
+- no command for `cmd_timeout`, a latched estop, or a lost controller: wheels stopped;
+- after an estop is released or a lost controller (or port) comes back, the wheels stay
+  stopped until a fresh command arrives;
+- a NaN, infinite or absurd command is rejected (CommandRejected), never sent.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from ilrs_robots.core.geometry import Pose2D
+from ilrs_robots.core.kinematics import (
+    DriveLimits,
+    SkidSteerGeometry,
+    WheelOdometry,
+    check_twist,
+    counts_to_rad,
+    limit_twist,
+    rad_per_s_to_counts,
+    twist_to_wheel_speeds,
+    wheel_speeds_to_twist,
+)
+from ilrs_robots.drivers.roboclaw import Health, LinkLost, NoReply, RoboClawBus
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One driven wheel: the controller channel that turns it and its side."""
+
+    name: str
+    address: int
+    channel: int  # 1 (M1) or 2 (M2)
+    left: bool
+    direction: int = 1  # -1 where the motor is mounted mirrored
+
+
+@dataclass
+class ControllerState:
+    """What the base knows of one controller."""
+
+    address: int
+    firmware: str = ""
+    answering: bool = False
+    health: Health | None = None
+    encoders: tuple[int, int] = (0, 0)
+    speeds: tuple[int, int] = (0, 0)
+    error: str = ""
+
+
+@dataclass
+class BaseState:
+    """A consistent snapshot of the base, handed out after every control cycle."""
+
+    pose: Pose2D
+    linear: float  # measured, m/s
+    angular: float  # measured, rad/s
+    wheel_names: list[str]
+    wheel_positions: list[float]  # rad
+    wheel_velocities: list[float]  # rad/s
+    controllers: list[ControllerState]
+    estop: bool
+    command_timed_out: bool
+    holding: bool  # stopped until a fresh command arrives
+    port_open: bool
+    odometry_ok: bool
+    rejected_commands: int
+    cycles: int
+    distance: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def link_ok(self) -> bool:
+        """Every controller answers."""
+        return self.port_open and all(c.answering for c in self.controllers)
+
+
+class SkidSteerBase:
+    """Drives a skid-steer base through a RoboClawBus; see the module docstring."""
+
+    def __init__(self, bus: RoboClawBus, wheels: Sequence[Wheel], geometry: SkidSteerGeometry,
+                 limits: DriveLimits, cmd_timeout: float = 0.5, rate: float = 50.0,
+                 health_period: float = 0.5, lost_after: int = 3,
+                 on_cycle: Callable[[BaseState], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not wheels or not any(w.left for w in wheels) or all(w.left for w in wheels):
+            raise ValueError("a skid-steer base needs wheels on both sides")
+        self.bus = bus
+        self.wheels = list(wheels)
+        self.geometry = geometry
+        self.limits = limits
+        self.cmd_timeout = cmd_timeout
+        self.period = 1.0 / rate
+        self.health_period = health_period
+        self.lost_after = lost_after
+        self.on_cycle = on_cycle
+        self._clock = clock
+        self.addresses = sorted({w.address for w in wheels})
+        self.controllers = {a: ControllerState(a) for a in self.addresses}
+        self.odometry = WheelOdometry(geometry.track_width)
+        self._lock = threading.Lock()
+        self._targets: dict[int, tuple[int, int]] = {a: (0, 0) for a in self.addresses}
+        self._last_cmd = -math.inf
+        self._estop = False
+        self._hold = True  # nothing moves before a first command
+        self._rejected = 0
+        self._last_counts: dict[tuple[int, int], int] = {}
+        self._last_count_time = 0.0
+        self._health_next = 0.0
+        self._health_index = 0
+        self._reconnects_seen = 0
+        self._cycles = 0
+        self._state: BaseState | None = None
+        self.last_exception = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- commands (any thread) ------------------------------------------------------------
+    def command(self, linear: float, angular: float, others: tuple[float, ...] = ()) -> bool:
+        """Follow a body twist. Raises CommandRejected for a bad one; False if held stopped."""
+        try:
+            check_twist(linear, angular, self.limits, others)
+        except ValueError:
+            self._rejected += 1
+            raise
+        linear, angular = limit_twist(linear, angular, self.geometry, self.limits)
+        left, right = twist_to_wheel_speeds(linear, angular, self.geometry)
+        targets = self._wheel_targets(left, right)
+        with self._lock:
+            self._last_cmd = self._clock()
+            if self._estop or not self._link_healthy():
+                return False
+            self._hold = False
+            self._targets = targets
+        self._send(targets, self._accel(self.limits.max_accel))
+        return True
+
+    def set_estop(self, engaged: bool) -> None:
+        """Latch or release the emergency stop. Releasing does not restart the wheels."""
+        with self._lock:
+            if engaged == self._estop:
+                return
+            self._estop = engaged
+            self._hold = True
+            self._targets = {a: (0, 0) for a in self.addresses}
+        if engaged:
+            self._send(self._targets, self._accel(self.limits.stop_accel))
+
+    # -- the loop -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the port (if it is there) and start the control thread."""
+        self.bus.ensure_open()
+        if self.bus.is_open:
+            self._identify()
+        self._thread = threading.Thread(target=self._run, name="skid_steer_base", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the wheels, stop the thread and close the port."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._send({a: (0, 0) for a in self.addresses}, self._accel(self.limits.stop_accel))
+        self.bus.close()
+
+    def state(self) -> BaseState | None:
+        """The latest snapshot (None before the first cycle)."""
+        return self._state
+
+    def _run(self) -> None:
+        next_time = self._clock()
+        while not self._stop.is_set():
+            try:
+                self.cycle()
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one fault
+                self.last_exception = f"{type(exc).__name__}: {exc}"
+                self.bus.close()  # start again from a clean port
+            next_time += self.period
+            delay = next_time - self._clock()
+            if delay < -self.period:  # fell behind (a slow bus): do not try to catch up
+                next_time = self._clock()
+            elif delay > 0:
+                self._stop.wait(delay)
+
+    def cycle(self) -> BaseState:
+        """One control cycle: reconnect if needed, poll, command, integrate, report."""
+        now = self._clock()
+        notes: list[str] = []
+        if not self.bus.ensure_open():
+            for c in self.controllers.values():
+                c.answering = False
+                c.error = self.bus.last_error or "serial port closed"
+            with self._lock:
+                self._hold = True
+                self._targets = {a: (0, 0) for a in self.addresses}
+            self._last_counts.clear()
+            return self._publish(now, port_open=False, odometry_ok=False, notes=notes)
+        if self.bus.reconnects != self._reconnects_seen:
+            self._reconnects_seen = self.bus.reconnects
+            notes.append("serial port reopened: wheels held until a fresh command")
+            self._identify()
+        fresh = self._poll()
+        lost = [a for a in self.addresses if not self.controllers[a].answering]
+        timed_out = now - self._last_cmd > self.cmd_timeout
+        with self._lock:
+            if lost:
+                self._hold = True
+            stopped = self._estop or self._hold or timed_out
+            targets = {a: (0, 0) for a in self.addresses} if stopped else dict(self._targets)
+        accel = self.limits.stop_accel if stopped else self.limits.max_accel
+        self._send(targets, self._accel(accel))
+        self._read_health(now)
+        odometry_ok = self._integrate(fresh, now)
+        return self._publish(now, port_open=self.bus.is_open, odometry_ok=odometry_ok,
+                             notes=notes, timed_out=timed_out)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _link_healthy(self) -> bool:
+        return self.bus.is_open and all(c.answering for c in self.controllers.values())
+
+    def _accel(self, metres_per_s2: float) -> int:
+        return max(1, int(round(metres_per_s2 * self.geometry.counts_per_metre)))
+
+    def _wheel_targets(self, left: float, right: float) -> dict[int, tuple[int, int]]:
+        speeds = {a: [0, 0] for a in self.addresses}
+        for w in self.wheels:
+            rad = (left if w.left else right) * w.direction
+            speeds[w.address][w.channel - 1] = rad_per_s_to_counts(rad, self.geometry)
+        return {a: (s[0], s[1]) for a, s in speeds.items()}
+
+    def _send(self, targets: dict[int, tuple[int, int]], accel: int) -> None:
+        for address, (m1, m2) in targets.items():
+            try:
+                self.bus.drive(address, accel, m1, m2)
+            except NoReply as exc:
+                self._mark_failure(address, str(exc))
+            except LinkLost:
+                return
+
+    def _mark_failure(self, address: int, error: str) -> None:
+        counters = self.bus.counters.get(address)
+        state = self.controllers[address]
+        state.error = error
+        if counters is None or counters.consecutive_failures >= self.lost_after:
+            state.answering = False
+
+    def _identify(self) -> None:
+        for address in self.addresses:
+            try:
+                self.controllers[address].firmware = self.bus.read_version(address)
+            except (NoReply, LinkLost):
+                pass
+
+    def _poll(self) -> dict[tuple[int, int], int]:
+        """Read encoders and speeds of every controller; the counts that arrived."""
+        fresh: dict[tuple[int, int], int] = {}
+        for address in self.addresses:
+            state = self.controllers[address]
+            try:
+                state.encoders = self.bus.read_encoders(address)
+                state.speeds = self.bus.read_speeds(address)
+            except NoReply as exc:
+                self._mark_failure(address, str(exc))
+                continue
+            except LinkLost as exc:
+                for c in self.controllers.values():
+                    c.answering = False
+                    c.error = str(exc)
+                return {}
+            state.answering = True
+            state.error = ""
+            fresh[(address, 1)] = state.encoders[0]
+            fresh[(address, 2)] = state.encoders[1]
+        return fresh
+
+    def _read_health(self, now: float) -> None:
+        if now < self._health_next:
+            return
+        self._health_next = now + self.health_period / len(self.addresses)
+        address = self.addresses[self._health_index % len(self.addresses)]
+        self._health_index += 1
+        try:
+            self.controllers[address].health = self.bus.read_health(address)
+        except (NoReply, LinkLost):
+            pass
+
+    def _integrate(self, fresh: dict[tuple[int, int], int], now: float) -> bool:
+        """Odometry from encoder deltas; implausible jumps (a reset controller) re-baseline."""
+        dt = max(now - self._last_count_time, self.period)
+        self._last_count_time = now
+        limit = self.limits.max_wheel_speed * self.geometry.counts_per_metre * dt * 3 + 50
+        travel: dict[bool, list[float]] = {True: [], False: []}
+        for w in self.wheels:
+            key = (w.address, w.channel)
+            if key not in fresh:
+                continue
+            previous = self._last_counts.get(key)
+            self._last_counts[key] = fresh[key]
+            if previous is None:
+                continue
+            delta = fresh[key] - previous
+            if abs(delta) > limit:
+                continue
+            travel[w.left].append(delta * w.direction / self.geometry.counts_per_metre)
+        if not travel[True] or not travel[False]:
+            return False
+        self.odometry.update(sum(travel[True]) / len(travel[True]),
+                             sum(travel[False]) / len(travel[False]))
+        return True
+
+    def _publish(self, now: float, port_open: bool, odometry_ok: bool, notes: list[str],
+                 timed_out: bool | None = None) -> BaseState:
+        if timed_out is None:
+            timed_out = now - self._last_cmd > self.cmd_timeout
+        positions, velocities = [], []
+        left_speeds, right_speeds = [], []
+        for w in self.wheels:
+            c = self.controllers[w.address]
+            positions.append(counts_to_rad(c.encoders[w.channel - 1] * w.direction,
+                                           self.geometry))
+            vel = counts_to_rad(c.speeds[w.channel - 1] * w.direction, self.geometry)
+            velocities.append(vel)
+            if c.answering:
+                (left_speeds if w.left else right_speeds).append(vel)
+        linear = angular = 0.0
+        if left_speeds and right_speeds:
+            linear, angular = wheel_speeds_to_twist(sum(left_speeds) / len(left_speeds),
+                                                    sum(right_speeds) / len(right_speeds),
+                                                    self.geometry)
+        self._cycles += 1
+        state = BaseState(
+            pose=self.odometry.pose, linear=linear, angular=angular,
+            wheel_names=[w.name for w in self.wheels], wheel_positions=positions,
+            wheel_velocities=velocities,
+            controllers=[replace(c) for c in self.controllers.values()],
+            estop=self._estop, command_timed_out=timed_out, holding=self._hold,
+            port_open=port_open, odometry_ok=odometry_ok, rejected_commands=self._rejected,
+            cycles=self._cycles, distance=self.odometry.distance, notes=notes)
+        self._state = state
+        if self.on_cycle is not None:
+            self.on_cycle(state)
+        return state
+
+
+ERROR_MASK = 0x0000FFFF  # RoboClaw status: errors in the low 16 bits, warnings above
+
+
+@dataclass
+class Report:
+    """One line of a diagnostics report: what, how bad, why, and the figures."""
+
+    what: str
+    level: str  # OK, WARN, ERROR
+    message: str
+    values: list[tuple[str, object]]
+
+
+def assess(state: BaseState, bus: RoboClawBus, last_exception: str = "") -> list[Report]:
+    """Diagnostics of a base: the drive itself, then one report per controller."""
+    if not state.port_open:
+        drive = Report("drive", "ERROR", f"serial port {bus.port} lost: wheels stopped", [])
+    elif not state.link_ok:
+        drive = Report("drive", "ERROR", "a motor controller is not answering: wheels stopped",
+                       [])
+    elif state.estop:
+        drive = Report("drive", "WARN", "estop latched: wheels stopped", [])
+    elif state.holding:
+        drive = Report("drive", "OK", "stopped, waiting for a fresh cmd_vel", [])
+    elif state.command_timed_out:
+        drive = Report("drive", "OK", "no cmd_vel within cmd_timeout: wheels stopped", [])
+    else:
+        drive = Report("drive", "OK", "following cmd_vel", [])
+    drive.values = [("port", bus.port), ("baud", bus.baud), ("reconnects", bus.reconnects),
+                    ("odometry_ok", state.odometry_ok),
+                    ("rejected_commands", state.rejected_commands),
+                    ("x", f"{state.pose.x:.3f}"), ("y", f"{state.pose.y:.3f}"),
+                    ("yaw", f"{state.pose.yaw:.4f}"), ("last_exception", last_exception)]
+    reports = [drive]
+    for c in state.controllers:
+        counters = bus.counters.get(c.address)
+        values: list[tuple[str, object]] = [("address", c.address), ("firmware", c.firmware)]
+        level, message = "OK", "answering"
+        if c.health is not None:
+            h = c.health
+            values += [("main_battery_v", f"{h.battery_v:.1f}"),
+                       ("temperature_c", f"{h.temperature_c:.1f}"),
+                       ("current_m1_a", f"{h.currents_a[0]:.2f}"),
+                       ("current_m2_a", f"{h.currents_a[1]:.2f}"),
+                       ("status_bits", f"0x{h.status_bits:08x}")]
+            if h.status_bits & ERROR_MASK:
+                level, message = "ERROR", f"controller error flags 0x{h.status_bits:08x}"
+            elif h.status_bits:
+                level, message = "WARN", f"controller warning flags 0x{h.status_bits:08x}"
+        if counters is not None:
+            values += [("requests", counters.requests), ("crc_errors", counters.crc_errors),
+                       ("timeouts", counters.timeouts), ("failures", counters.failures)]
+        values += [("encoder_m1", c.encoders[0]), ("encoder_m2", c.encoders[1])]
+        if not c.answering:
+            level, message = "ERROR", c.error or "not answering"
+        reports.append(Report(f"RoboClaw {c.address}", level, message, values))
+    return reports

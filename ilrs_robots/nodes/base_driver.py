@@ -1,0 +1,202 @@
+"""base_driver: cmd_vel to RoboClaw motor controllers; odometry, joint states, TF, diagnostics.
+
+Parameters, topics and the safety rules are described in README.md ("Base driver"); the
+control loop itself is `drivers.skid_steer_base.SkidSteerBase`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+from tf2_msgs.msg import TFMessage
+
+from ilrs_interfaces.msg import BaseStatus, MotorControllerStatus
+from ilrs_robots.core.kinematics import CommandRejected, DriveLimits, SkidSteerGeometry
+from ilrs_robots.drivers.roboclaw import RoboClawBus
+from ilrs_robots.drivers.skid_steer_base import BaseState, SkidSteerBase, assess
+from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.params import declare, run_node
+from ilrs_robots.nodes.wheels import wheels_from_parameters
+
+BAUDS = (2400, 9600, 19200, 38400, 57600, 115200, 230400, 460800)
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0.0
+
+
+class BaseDriver(Node):
+    """Skid-steer base on a bus of RoboClaw controllers."""
+
+    def __init__(self) -> None:
+        super().__init__("base_driver")
+        p = self._declare_all()
+        geometry = SkidSteerGeometry(p["wheel_radius"], p["track_width"], p["counts_per_rev"])
+        limits = DriveLimits(p["max_linear"], p["max_angular"], p["max_wheel_speed"],
+                             p["max_accel"], p["stop_accel"])
+        self.frames = (p["odom_frame"], p["base_frame"])
+        self.cov = (p["pose_covariance"], p["twist_covariance"])
+        self.publish_tf = p["publish_tf"]
+        self.bus = RoboClawBus(p["port"], p["baud"], p["request_timeout"], p["retries"])
+        self.odom_pub = self.create_publisher(Odometry, "odom", 10)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.status_pub = self.create_publisher(BaseStatus, "base_status", 10)
+        self.base = SkidSteerBase(self.bus, p["wheels"], geometry, limits, p["cmd_timeout"],
+                                  p["control_rate"], p["health_period"], p["lost_after"],
+                                  on_cycle=self._on_cycle)
+        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
+        self.create_subscription(Bool, "estop", self._on_estop, LATCHED)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.hardware_prefix = self.get_namespace().strip("/") or "robot"
+        self.base.start()
+        self.get_logger().info(f"driving {len(p['wheels'])} wheels through RoboClaws "
+                               f"{self.base.addresses} on {p['port']} at {p['baud']} baud")
+
+    def _declare_all(self) -> dict:
+        d = self
+        p = {
+            "port": declare(d, "port", "/dev/ttyACM0", "Serial port of the RoboClaw bus",
+                            bool, "a device path"),
+            "baud": declare(d, "baud", 115200, "Baud rate of the bus", lambda b: b in BAUDS,
+                            f"one of {BAUDS}"),
+            "addresses": declare(d, "addresses", [128, 129, 130],
+                                 "Packet-serial addresses of the controllers",
+                                 lambda a: bool(a) and len(set(a)) == len(a)
+                                 and all(128 <= x <= 135 for x in a),
+                                 "distinct addresses in 128..135"),
+            "cmd_timeout": declare(d, "cmd_timeout", 0.5,
+                                   "Stop the wheels when no cmd_vel came for this long (s)",
+                                   _positive, "> 0"),
+            "wheel_radius": declare(d, "wheel_radius", 0.25, "Wheel radius (m)", _positive,
+                                    "> 0"),
+            "track_width": declare(d, "track_width", 1.2,
+                                   "Distance between left and right wheel centres (m)",
+                                   _positive, "> 0"),
+            "counts_per_rev": declare(d, "counts_per_rev", 8192.0,
+                                      "Encoder counts per wheel revolution, gearbox included",
+                                      _positive, "> 0"),
+        }
+        for name, default, text in (
+                ("max_linear", 0.5, "Largest forward/backward speed (m/s)"),
+                ("max_angular", 0.8, "Largest turn rate (rad/s)"),
+                ("max_wheel_speed", 0.6, "Largest wheel rim speed (m/s)"),
+                ("max_accel", 0.5, "Wheel acceleration handed to the controllers (m/s^2)"),
+                ("stop_accel", 1.5, "Deceleration of stops: timeout, estop, lost link (m/s^2)"),
+                ("control_rate", 50.0, "Control loop rate (Hz)"),
+                ("health_period", 0.5, "Period of the battery/current/temperature poll (s)"),
+                ("request_timeout", 0.02, "Per-request serial timeout (s)"),
+                ("diagnostics_period", 1.0, "Period of /diagnostics and base_status (s)")):
+            p[name] = declare(d, name, default, text, _positive, "> 0")
+        p["retries"] = declare(d, "retries", 2, "Attempts per serial request", lambda r: r >= 1,
+                               ">= 1")
+        p["lost_after"] = declare(d, "lost_after", 3,
+                                  "Failed transactions in a row before a controller is lost",
+                                  lambda r: r >= 1, ">= 1")
+        p["odom_frame"] = declare(d, "odom_frame", "odom", "Odometry frame", bool, "non-empty")
+        p["base_frame"] = declare(d, "base_frame", "base_link", "Base frame", bool, "non-empty")
+        p["publish_tf"] = declare(d, "publish_tf", True, "Publish odom -> base_link on /tf")
+        p["pose_covariance"] = declare(
+            d, "pose_covariance", [0.01, 0.01, 1e6, 1e6, 1e6, 0.03],
+            "Diagonal of the odometry pose covariance (x y z roll pitch yaw)",
+            lambda c: len(c) == 6 and all(v >= 0 for v in c), "6 values >= 0")
+        p["twist_covariance"] = declare(
+            d, "twist_covariance", [0.005, 1e6, 1e6, 1e6, 1e6, 0.02],
+            "Diagonal of the odometry twist covariance",
+            lambda c: len(c) == 6 and all(v >= 0 for v in c), "6 values >= 0")
+        p["wheels"] = wheels_from_parameters(d, p["addresses"])
+        return p
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        try:
+            self.base.command(msg.linear.x, msg.angular.z,
+                              (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y))
+        except CommandRejected as exc:
+            self.get_logger().warning(f"cmd_vel rejected: {exc}", throttle_duration_sec=1.0)
+
+    def _on_estop(self, msg: Bool) -> None:
+        self.base.set_estop(bool(msg.data))
+        self.get_logger().warning("estop latched" if msg.data else "estop released")
+
+    def _on_cycle(self, state: BaseState) -> None:
+        # Runs in the control thread: the context may end under it at shutdown.
+        try:
+            self._publish_cycle(state)
+        except RCLError:
+            if self.context.ok():
+                raise
+
+    def _publish_cycle(self, state: BaseState) -> None:
+        stamp = self.get_clock().now().to_msg()
+        odom, base = self.frames
+        self.odom_pub.publish(messages.odometry(stamp, odom, base, state.pose, state.linear,
+                                                state.angular, *self.cov))
+        self.joint_pub.publish(messages.joint_state(stamp, state.wheel_names,
+                                                    state.wheel_positions,
+                                                    state.wheel_velocities))
+        if self.publish_tf:
+            tf = messages.planar_transform(stamp, odom, base, state.pose)
+            self.tf_pub.publish(TFMessage(transforms=[tf]))
+        for note in state.notes:
+            self.get_logger().warning(note)
+
+    def _publish_diagnostics(self) -> None:
+        state = self.base.state()
+        if state is None:
+            return
+        stamp = self.get_clock().now().to_msg()
+        array = DiagnosticArray()
+        array.header.stamp = stamp
+        for r in assess(state, self.bus, self.base.last_exception):
+            hw = f"{self.hardware_prefix}/{r.what.lower().replace(' ', '_')}@{self.bus.port}"
+            array.status.append(messages.diagnostic(f"{self.get_name()}: {r.what}", hw,
+                                                    r.level, r.message, r.values))
+        self.diag_pub.publish(array)
+        self.status_pub.publish(self._status(state, stamp))
+
+    def _status(self, state: BaseState, stamp) -> BaseStatus:
+        msg = BaseStatus(estop=state.estop, command_timed_out=state.command_timed_out,
+                         link_ok=state.link_ok, wheel_names=state.wheel_names,
+                         wheel_velocity=state.wheel_velocities)
+        msg.header.stamp = stamp
+        msg.header.frame_id = self.frames[1]
+        for c in state.controllers:
+            n = self.bus.counters.get(c.address)
+            s = MotorControllerStatus(address=c.address, connected=c.answering,
+                                      firmware=c.firmware, encoder_counts=list(c.encoders),
+                                      speed=list(c.speeds), reconnects=self.bus.reconnects)
+            if c.health is not None:
+                s.main_battery_voltage = c.health.battery_v
+                s.temperature = c.health.temperature_c
+                s.motor_current = list(c.health.currents_a)
+                s.status_bits = c.health.status_bits
+            if n is not None:
+                s.crc_errors, s.timeouts = n.crc_errors, n.timeouts
+            msg.controllers.append(s)
+        return msg
+
+    def close(self) -> None:
+        """Stop the wheels and the control loop."""
+        self.base.stop()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console script `base_driver`."""
+    raise SystemExit(run_node(BaseDriver, args))
+
+
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""A small rclpy client for the runner's missions, benchmarks and tests.
+
+It owns its rclpy context and spins in a background thread, so a script can publish, wait
+for messages and call services while doing its own work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+M = TypeVar("M")
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, period: float = 0.02) -> Any:
+    """Poll `condition` until it returns something truthy; that value, or None at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(period)
+
+
+class Inbox(Generic[M]):
+    """The messages one subscription received, with their arrival times."""
+
+    def __init__(self, keep: int = 10000) -> None:
+        self._lock = threading.Lock()
+        self._items: list[tuple[float, M]] = []
+        self._keep = keep
+
+    def put(self, msg: M) -> None:
+        """Store a message (called by the subscription)."""
+        with self._lock:
+            self._items.append((time.monotonic(), msg))
+            if len(self._items) > self._keep:
+                del self._items[: len(self._items) - self._keep]
+
+    @property
+    def messages(self) -> list[M]:
+        """Every message kept, oldest first."""
+        with self._lock:
+            return [m for _, m in self._items]
+
+    def timed(self) -> list[tuple[float, M]]:
+        """(arrival monotonic time, message) pairs."""
+        with self._lock:
+            return list(self._items)
+
+    def last(self) -> M | None:
+        """The newest message, if any."""
+        with self._lock:
+            return self._items[-1][1] if self._items else None
+
+    def clear(self) -> None:
+        """Forget what arrived so far."""
+        with self._lock:
+            self._items.clear()
+
+    def wait_for(self, predicate: Callable[[M], bool] = lambda m: True,
+                 timeout: float = 10.0) -> M | None:
+        """The first message (old or new) satisfying `predicate`, or None at timeout."""
+        def find() -> M | None:
+            with self._lock:
+                for _, m in self._items:
+                    if predicate(m):
+                        return m
+            return None
+        return wait_until(find, timeout)
+
+
+class RosClient:
+    """A node of our own, spinning in a thread. Use as a context manager."""
+
+    def __init__(self, name: str = "ilrs_client", namespace: str = "") -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, namespace=namespace, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - shutdown races end the spin
+            pass
+
+    def subscribe(self, msg_type: type[M], topic: str,
+                  qos: QoSProfile | int = 50) -> Inbox[M]:
+        """Subscribe and return the inbox that fills up."""
+        inbox: Inbox[M] = Inbox()
+        self.node.create_subscription(msg_type, topic, inbox.put, qos)
+        return inbox
+
+    def publisher(self, msg_type: type, topic: str, qos: QoSProfile | int = 10,
+                  wait_for_subscribers: float = 0.0) -> Any:
+        """Create a publisher; optionally wait until something subscribes."""
+        pub = self.node.create_publisher(msg_type, topic, qos)
+        if wait_for_subscribers > 0:
+            wait_until(lambda: pub.get_subscription_count() > 0, wait_for_subscribers)
+        return pub
+
+    def close(self) -> None:
+        """Stop spinning and shut the context down (in the order rclpy needs)."""
+        self.executor.shutdown()
+        self._thread.join(timeout=5.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def __enter__(self) -> RosClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

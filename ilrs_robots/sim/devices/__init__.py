@@ -1,0 +1,1 @@
+"""devices layer of ilrs_robots."""

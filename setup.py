@@ -1,0 +1,47 @@
+"""ament_python set-up of ilrs_robots: installs the package, launch/, config/ and scripts."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ilrs_robots"
+HERE = Path(__file__).resolve().parent
+
+
+def tree(folder: str) -> list[tuple[str, list[str]]]:
+    """data_files entries that install `folder` recursively under share/<package>/."""
+    entries: dict[str, list[str]] = {}
+    for path in sorted((HERE / folder).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            rel = path.relative_to(HERE)
+            entries.setdefault(f"share/{PACKAGE}/{rel.parent}", []).append(str(rel))
+    return list(entries.items())
+
+
+NODES = {
+    "base_driver": "ilrs_robots.nodes.base_driver:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *tree("launch"),
+        *tree("config"),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="ILRS robotics team",
+    maintainer_email="robots@ilrs-station.org",
+    description="ROS 2 control stack for the robots of a lunar research station",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            *(f"{name} = {target}" for name, target in NODES.items()),
+            "ilrs = ilrs_robots.runner.cli:main",
+        ],
+    },
+)

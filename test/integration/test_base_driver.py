@@ -1,0 +1,212 @@
+"""base_driver node in its own process, over real DDS, against the RoboClaw emulator on a pty."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+
+from ilrs_robots.runner.ros_client import LATCHED, wait_until
+from ilrs_robots.sim.devices.roboclaw_emulator import RoboClawBus
+
+RADIUS, TRACK, CPR = 0.25, 1.2, 8192.0
+PARAMS = {"wheel_radius": RADIUS, "track_width": TRACK, "counts_per_rev": CPR,
+          "max_accel": 2.0, "stop_accel": 4.0, "cmd_timeout": 0.5}
+ADDRESSES = (128, 129, 130)
+LEFT = [(128, 1), (129, 1), (130, 1)]
+RIGHT = [(128, 2), (129, 2), (130, 2)]
+
+
+def counts_per_s(wheel_speed_m_s: float) -> float:
+    """Encoder counts/s of a wheel rim speed, from the geometry above (computed by hand)."""
+    return wheel_speed_m_s / (2 * math.pi * RADIUS) * CPR
+
+
+def twist(v: float = 0.0, w: float = 0.0) -> Twist:
+    msg = Twist()
+    msg.linear.x, msg.angular.z = v, w
+    return msg
+
+
+class Rover:
+    """The emulator, a base_driver process and the test's publishers and inboxes."""
+
+    def __init__(self, ros, launcher, tmp_path, **params):
+        self.emu = RoboClawBus(tmp_path / "roboclaw", ADDRESSES, baud=115200).start()
+        self.node = launcher.start("base_driver", namespace="rover1",
+                                   parameters={**PARAMS, "port": str(self.emu.link), **params})
+        self.cmd = ros.publisher(Twist, "/rover1/cmd_vel", wait_for_subscribers=15)
+        self.estop = ros.publisher(Bool, "/rover1/estop", LATCHED)
+        self.odom = ros.subscribe(Odometry, "/rover1/odom")
+        self.joints = ros.subscribe(JointState, "/rover1/joint_states")
+        self.diag = ros.subscribe(DiagnosticArray, "/diagnostics")
+        assert self.cmd.get_subscription_count() > 0, self.node.output()
+        assert self.odom.wait_for(timeout=10) is not None, self.node.output()
+
+    def drive(self, v: float, w: float, seconds: float, rate: float = 20.0) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.cmd.publish(twist(v, w))
+            time.sleep(1.0 / rate)
+
+    def targets(self, wheels) -> list[float]:
+        return [self.emu.motor(a, m).target_qpps for a, m in wheels]
+
+    def speeds(self, wheels) -> list[float]:
+        return [self.emu.motor(a, m).speed for a, m in wheels]
+
+    def all_stopped(self) -> bool:
+        return all(t == 0 for t in self.targets(LEFT + RIGHT))
+
+    def status(self, what: str) -> DiagnosticStatus | None:
+        last = self.diag.last()
+        if last is None:
+            return None
+        return next((s for s in last.status if s.name.endswith(what)), None)
+
+    def wait_status(self, what: str, level: int, timeout: float = 10.0,
+                    message: str = "") -> DiagnosticStatus:
+        found = wait_until(lambda: (s := self.status(what)) is not None and s.level == level
+                           and s.message.startswith(message) and s, timeout)
+        assert found, f"{what} never reached level {level}: {self.status(what)}"
+        return found
+
+    def close(self):
+        self.emu.stop()
+
+
+@pytest.fixture
+def rover(ros, launcher, tmp_path):
+    r = Rover(ros, launcher, tmp_path)
+    yield r
+    r.close()
+
+
+def test_straight_and_turning_speeds_follow_kinematics(rover):
+    rover.drive(0.3, 0.0, 1.0)
+    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    # v = 0.2 m/s, w = 0.3 rad/s: left rim 0.2 - 0.3 * 0.6, right rim 0.2 + 0.3 * 0.6
+    rover.drive(0.2, 0.3, 1.0)
+    assert rover.targets(LEFT) == pytest.approx([counts_per_s(0.02)] * 3, abs=1)
+    assert rover.targets(RIGHT) == pytest.approx([counts_per_s(0.38)] * 3, abs=1)
+    # the motors reached those speeds, and joint_states report them in rad/s
+    assert wait_until(lambda: rover.speeds(RIGHT) == pytest.approx(rover.targets(RIGHT)), 2)
+    js = rover.joints.last()
+    assert js.name[0] == "front_left_wheel_joint" and len(js.name) == 6
+    assert js.velocity[1] == pytest.approx(0.38 / RADIUS, rel=0.02)
+
+
+def test_square_odometry_matches_emulator_wheel_travel(rover):
+    start = {k: rover.emu.motor(*k).position for k in LEFT + RIGHT}
+    rover.odom.clear()
+    for _ in range(4):
+        rover.drive(0.5, 0.0, 2.0)
+        rover.drive(0.0, 0.8, math.pi / 2 / 0.8)
+    rover.drive(0.0, 0.0, 1.0)
+    assert wait_until(lambda: all(s == 0 for s in rover.speeds(LEFT + RIGHT)), 3)
+    time.sleep(0.3)
+    metres = 2 * math.pi * RADIUS / CPR
+    left = sum(rover.emu.motor(*k).position - start[k] for k in LEFT) / 3 * metres
+    right = sum(rover.emu.motor(*k).position - start[k] for k in RIGHT) / 3 * metres
+    poses = [m.pose.pose for m in rover.odom.messages]
+    path = sum(math.dist((a.position.x, a.position.y), (b.position.x, b.position.y))
+               for a, b in zip(poses, poses[1:], strict=False))
+    yaws = [2 * math.atan2(p.orientation.z, p.orientation.w) for p in poses]
+    turned = sum((b - a + math.pi) % (2 * math.pi) - math.pi
+                 for a, b in zip(yaws, yaws[1:], strict=False))
+    assert path == pytest.approx((left + right) / 2, rel=0.01)
+    assert turned == pytest.approx((right - left) / TRACK, rel=0.01)
+    assert path > 3.0 and turned > 5.0  # it did drive a square: ~4 m, ~2 pi
+
+
+def test_cmd_timeout_stops_wheels(rover):
+    rover.drive(0.3, 0.0, 1.0)
+    assert not rover.all_stopped()
+    stopped_by = time.monotonic()
+    assert wait_until(rover.all_stopped, 3.0)
+    assert time.monotonic() - stopped_by >= 0.3  # not before the 0.5 s timeout
+    rover.wait_status("drive", DiagnosticStatus.OK, message="no cmd_vel")
+
+
+def test_estop_latches_and_needs_a_fresh_command(rover):
+    rover.drive(0.3, 0.0, 0.6)
+    rover.estop.publish(Bool(data=True))
+    assert wait_until(rover.all_stopped, 2.0)
+    rover.drive(0.3, 0.0, 1.0)  # ignored while latched
+    assert rover.all_stopped()
+    rover.wait_status("drive", DiagnosticStatus.WARN, message="estop")
+    rover.estop.publish(Bool(data=False))
+    time.sleep(0.5)
+    assert rover.all_stopped()  # released, but nothing moves before a fresh command
+    rover.drive(0.3, 0.0, 0.5)
+    assert rover.targets(LEFT) == pytest.approx([counts_per_s(0.3)] * 3, abs=1)
+
+
+@pytest.mark.parametrize("bad", [(math.nan, 0.0), (0.0, math.inf), (40.0, 0.0)])
+def test_bad_commands_rejected(rover, bad):
+    rover.drive(0.2, 0.0, 0.5)
+    before = rover.targets(LEFT + RIGHT)
+    rover.drive(*bad, 0.25)
+    assert rover.targets(LEFT + RIGHT) == before  # never sent, previous command stands
+    rover.drive(*bad, 1.0)
+    assert rover.all_stopped()  # and bad commands do not feed the cmd_timeout watchdog
+    assert rover.node.alive
+    assert wait_until(lambda: "cmd_vel rejected" in rover.node.output(), 3)
+
+
+def test_corrupt_replies_are_counted_and_survived(rover):
+    rover.drive(0.3, 0.0, 0.5)
+    rover.emu.corrupt_crc(4)
+    rover.drive(0.3, 0.0, 1.5)
+    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.node.alive
+    crc = wait_until(lambda: sum(int(next(v.value for v in s.values if v.key == "crc_errors"))
+                                 for s in rover.diag.last().status
+                                 if s.name.startswith("base_driver: RoboClaw")
+                                 and any(v.key == "crc_errors" for v in s.values)), 3)
+    assert crc and crc >= 1
+
+
+def test_silent_controller_stops_the_others_until_a_fresh_command(rover):
+    rover.drive(0.3, 0.0, 0.6)
+    rover.emu.silence(129, True)
+    rover.drive(0.3, 0.0, 1.0)
+    status = rover.wait_status("RoboClaw 129", DiagnosticStatus.ERROR)
+    assert "129" in status.message
+    assert all(t == 0 for t in rover.targets([(128, 1), (128, 2), (130, 1), (130, 2)]))
+    rover.emu.silence(129, False)
+    rover.wait_status("RoboClaw 129", DiagnosticStatus.OK)
+    assert rover.all_stopped()  # back, but held until a fresh command
+    rover.drive(0.3, 0.0, 0.6)
+    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.node.alive
+
+
+def test_port_vanishes_and_returns(rover):
+    rover.drive(0.3, 0.0, 0.6)
+    rover.emu.vanish()
+    rover.wait_status("drive", DiagnosticStatus.ERROR)
+    rover.drive(0.3, 0.0, 0.3)
+    rover.emu.reappear()
+    rover.wait_status("drive", DiagnosticStatus.OK, timeout=15)
+    # the emulated controllers kept their last speed; the driver stops them on reconnect
+    assert wait_until(rover.all_stopped, 3)
+    rover.drive(0.3, 0.0, 0.6)
+    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.node.alive
+
+
+@pytest.mark.parametrize("param,value", [("wheel_radius", -0.1), ("addresses", [12]),
+                                         ("wheel_channels", ["128:3"] * 6), ("baud", 1234)])
+def test_bad_parameter_is_a_clear_error(launcher, param, value):
+    proc = launcher.start("base_driver", parameters={"port": "/dev/null", param: value})
+    assert wait_until(lambda: not proc.alive, 15)
+    out = proc.output()
+    assert proc.returncode == 2, out
+    assert f"parameter '{param}'" in out and "Traceback" not in out
