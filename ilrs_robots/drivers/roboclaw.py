@@ -14,7 +14,8 @@ import os
 import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,15 +81,18 @@ class _CountingClient(Basicmicro):
         return ok
 
     def _sendcommand(self, address: int, command: int) -> None:
+        self.attempts += 1
+        super()._sendcommand(address, command)
+
+    def _write(self, address: int, cmd: int, *args: Any, **kwargs: Any) -> bool:
         # The library flushes stale input before reads only; a write's ack could otherwise
         # be a stray byte of earlier garbage.
-        self.attempts += 1
         if self._port is not None:
             try:
                 self._port.reset_input_buffer()
             except (OSError, ValueError, termios.error) as exc:
                 raise CommunicationError(f"serial port failed: {exc}") from exc
-        super()._sendcommand(address, command)
+        return super()._write(address, cmd, *args, **kwargs)
 
     def _readchecksumword(self) -> tuple[bool, int]:
         ok, crc = super()._readchecksumword()
@@ -119,7 +123,10 @@ class RoboClawBus:
         self.reconnects = 0
         self.last_error = ""
         self._client: _CountingClient | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the client; held for one transaction
+        self._turns = threading.Condition()
+        self._busy = False
+        self._urgent_waiting = 0
         self._clock = clock
         self._backoff_min = backoff_min
         self._backoff_max = backoff_max
@@ -182,9 +189,30 @@ class RoboClawBus:
         self._client = None
 
     # -- transactions -----------------------------------------------------------------------
-    def _transact(self, address: int, what: str, call: Callable[[Basicmicro], Any]) -> Any:
+    @contextmanager
+    def _turn(self, urgent: bool) -> Iterator[None]:
+        """One transaction at a time; urgent ones (motion commands) go before queued polls."""
+        with self._turns:
+            if urgent:
+                self._urgent_waiting += 1
+                while self._busy:
+                    self._turns.wait()
+                self._urgent_waiting -= 1
+            else:
+                while self._busy or self._urgent_waiting:
+                    self._turns.wait()
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._busy = False
+                self._turns.notify_all()
+
+    def _transact(self, address: int, what: str, call: Callable[[Basicmicro], Any],
+                  urgent: bool = False) -> Any:
         """Run one library call for `address`, classifying every failure."""
-        with self._lock:
+        with self._turn(urgent), self._lock:
             client = self._client
             if client is None or not client.is_connected:
                 raise LinkLost(f"serial port {self.port} is not open")
@@ -231,10 +259,14 @@ class RoboClawBus:
         m2 = self._transact(address, "read speed M2", lambda c: c.ReadSpeedM2(address))
         return _signed32(m1[1]), _signed32(m2[1])
 
-    def drive(self, address: int, accel: int, speed_m1: int, speed_m2: int) -> None:
-        """Both motors to signed speeds (counts/s) with an acceleration (counts/s^2), cmd 40."""
+    def drive(self, address: int, accel: int, speed_m1: int, speed_m2: int,
+              urgent: bool = False) -> None:
+        """Both motors to signed speeds (counts/s) with an acceleration (counts/s^2), cmd 40.
+
+        `urgent` puts the command before any poll waiting for the bus.
+        """
         self._transact(address, "mixed speed command",
-                       lambda c: c.SpeedAccelM1M2(address, accel, speed_m1, speed_m2))
+                       lambda c: c.SpeedAccelM1M2(address, accel, speed_m1, speed_m2), urgent)
 
     def duty(self, address: int, duty_m1: int, duty_m2: int) -> None:
         """Open-loop duty of M1 and M2, -32767..32767 (commands 32, 33)."""

@@ -143,7 +143,7 @@ class SkidSteerBase:
                 return False
             self._hold = False
             self._targets = targets
-        self._send(targets, self._accel(self.limits.max_accel))
+        self._send(targets, self._accel(self.limits.max_accel), urgent=True)
         return True
 
     def set_estop(self, engaged: bool) -> None:
@@ -155,7 +155,7 @@ class SkidSteerBase:
             self._hold = True
             self._targets = {a: (0, 0) for a in self.addresses}
         if engaged:
-            self._send(self._targets, self._accel(self.limits.stop_accel))
+            self._send(self._targets, self._accel(self.limits.stop_accel), urgent=True)
 
     # -- the loop -------------------------------------------------------------------------
     def start(self) -> None:
@@ -239,10 +239,11 @@ class SkidSteerBase:
             speeds[w.address][w.channel - 1] = rad_per_s_to_counts(rad, self.geometry)
         return {a: (s[0], s[1]) for a, s in speeds.items()}
 
-    def _send(self, targets: dict[int, tuple[int, int]], accel: int) -> None:
+    def _send(self, targets: dict[int, tuple[int, int]], accel: int,
+              urgent: bool = False) -> None:
         for address, (m1, m2) in targets.items():
             try:
-                self.bus.drive(address, accel, m1, m2)
+                self.bus.drive(address, accel, m1, m2, urgent)
             except NoReply as exc:
                 self._mark_failure(address, str(exc))
             except LinkLost:

@@ -7,6 +7,7 @@ control loop itself is `drivers.skid_steer_base.SkidSteerBase`.
 from __future__ import annotations
 
 import math
+import sys
 
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
@@ -193,6 +194,9 @@ class BaseDriver(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Console script `base_driver`."""
+    # The control thread and the executor share the GIL; the default 5 ms switch interval
+    # would let a busy control cycle delay a cmd_vel callback by that much.
+    sys.setswitchinterval(0.0005)
     raise SystemExit(run_node(BaseDriver, args))
 
 

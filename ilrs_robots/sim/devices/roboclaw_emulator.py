@@ -333,6 +333,9 @@ class RoboClawBus(PtyDevice):
         self._corrupt = 0
         self._delay = 0.0
         self._silenced: set[int] = set()
+        # Called as on_request(request, now) for every request a controller acted on
+        # (benchmarks time command arrival with it).
+        self.on_request: Callable[[Request, float], None] | None = None
         self.requests_served = 0
         self.bad_crc_rejected = 0
         self.requests_ignored = 0
@@ -421,8 +424,11 @@ class RoboClawBus(PtyDevice):
             if request.rejected:
                 self.bad_crc_rejected += 1
                 return None
-            reply = controller.handle(request, self._clock())
+            now = self._clock()
+            reply = controller.handle(request, now)
             self.requests_served += 1
+            if self.on_request is not None:
+                self.on_request(request, now)
             if self._drop > 0:
                 self._drop -= 1
                 self.replies_dropped += 1
