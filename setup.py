@@ -21,6 +21,10 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
 NODES = {
     "base_driver": "ilrs_robots.nodes.base_driver:main",
 }
+TOOLS = {
+    "ilrs": "ilrs_robots.runner.cli:main",
+    "roboclaw_emulator": "ilrs_robots.sim.devices.roboclaw_emulator:main",
+}
 
 setup(
     name=PACKAGE,
@@ -40,8 +44,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            *(f"{name} = {target}" for name, target in NODES.items()),
-            "ilrs = ilrs_robots.runner.cli:main",
+            *(f"{name} = {target}" for name, target in {**NODES, **TOOLS}.items()),
         ],
     },
 )

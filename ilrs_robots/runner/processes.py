@@ -104,3 +104,69 @@ class NodeProcess:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+class Supervisor:
+    """Runs the processes of a stack: reports a death, respawns where the stack says so."""
+
+    def __init__(self, specs: Sequence, env: Mapping[str, str], log_dir: Path,
+                 say=print, respawn_delay: float = 1.0, max_respawns: int = 5) -> None:
+        self.specs = list(specs)
+        self.env = dict(env)
+        self.log_dir = log_dir
+        self.say = say
+        self.respawn_delay = respawn_delay
+        self.max_respawns = max_respawns
+        self.procs: dict[str, NodeProcess] = {}
+        self.respawns: dict[str, int] = {}
+        self.failed: str | None = None
+        self.ended: set[str] = set()  # died, not respawned, already reported
+
+    def _make(self, spec) -> NodeProcess:
+        key = f"{spec.namespace}/{spec.name}".strip("/")
+        log = self.log_dir / f"{key.replace('/', '.')}.log"
+        if spec.ros:
+            ros_args = ros_arguments(spec.name, spec.namespace, spec.parameters,
+                                     spec.params_files, spec.remaps)
+        else:
+            ros_args = []
+        return NodeProcess(spec.executable, self.env, log, ros_args, spec.args)
+
+    def start(self) -> None:
+        """Start every process, in the stack's order."""
+        for spec in self.specs:
+            proc = self._make(spec).start()
+            self.procs[spec.name] = proc
+            self.say(f"started {spec.namespace}/{spec.name} (pid {proc.proc.pid}, "
+                     f"log {proc.log_path})")
+
+    def check(self) -> bool:
+        """Look after the processes once; False when a required one died."""
+        for spec in self.specs:
+            proc = self.procs[spec.name]
+            if proc.alive or spec.name in self.ended:
+                continue
+            code = proc.returncode
+            tail = "\n    ".join(proc.output().strip().splitlines()[-5:])
+            self.say(f"{spec.namespace}/{spec.name} exited with code {code}:\n    {tail}")
+            if spec.required:
+                self.failed = spec.name
+                return False
+            count = self.respawns.get(spec.name, 0)
+            if spec.respawn and count < self.max_respawns:
+                self.respawns[spec.name] = count + 1
+                time.sleep(self.respawn_delay)
+                self.procs[spec.name] = self._make(spec).start()
+                self.say(f"respawned {spec.name} ({count + 1}/{self.max_respawns})")
+            else:
+                self.ended.add(spec.name)
+        return True
+
+    def stop(self) -> None:
+        """Stop every process, the last started first."""
+        for spec in reversed(self.specs):
+            proc = self.procs.get(spec.name)
+            if proc is not None and proc.alive:
+                code = proc.stop()
+                self.say(f"stopped {spec.name} (exit {code})")
+

@@ -12,3 +12,9 @@ def test_ruff_clean():
     result = subprocess.run([str(ruff), "check", "--no-cache", str(ROOT)], capture_output=True,
                             text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_launch_files_compile():
+    # `launch` is not installable from PyPI: the launch files are at least checked to compile
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        compile(path.read_text(), str(path), "exec")

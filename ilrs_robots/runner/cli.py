@@ -1,0 +1,134 @@
+"""The `ilrs` command: run stacks as processes, and run simulated missions.
+
+    ilrs run [STACK] [--hardware real|sim|emulated]   nodes of a stack until Ctrl-C
+    ilrs square [--side M]                            base driver + emulated RoboClaws:
+                                                      drive a square, print odometry
+    ilrs sim [--world NAME]                           the simulated mission
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ilrs_robots.runner.environment import ros_environment
+from ilrs_robots.runner.processes import Supervisor
+from ilrs_robots.runner.stacks import MODES, StackError, load_stack
+
+
+def say(text: str) -> None:
+    """Progress output of the runner."""
+    print(f"[ilrs] {text}", flush=True)
+
+
+@contextmanager
+def running_stack(stack_name: str, mode: str, run_dir: Path,
+                  domain_id: int | None) -> Iterator[Supervisor]:
+    """Start a stack's processes; stop them all on the way out."""
+    stack = load_stack(stack_name, mode, str(run_dir))
+    env = ros_environment(domain_id)
+    os.environ.update(env)  # our own ROS client, if any, joins the same domain
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    say(f"stack '{stack.name}' ({mode}): {len(stack.nodes)} processes, ROS_DOMAIN_ID="
+        f"{env.get('ROS_DOMAIN_ID', '0')}, logs in {run_dir / 'logs'}")
+    sup = Supervisor(stack.nodes, env, run_dir / "logs", say=say)
+    sup.start()
+    try:
+        yield sup
+    finally:
+        sup.stop()
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`ilrs run`: a stack until Ctrl-C."""
+    stop = _stop_event()
+    with running_stack(args.stack, args.hardware, Path(args.run_dir), args.domain_id) as sup:
+        while not stop.wait(0.5):
+            if not sup.check():
+                say(f"required process {sup.failed} died: stopping the stack")
+                return 1
+    return 0
+
+
+def cmd_square(args: argparse.Namespace) -> int:
+    """`ilrs square`: the base driver drives a square on emulated controllers."""
+    from ilrs_robots.runner.missions import LegDriver, MissionError, square
+    from ilrs_robots.runner.ros_client import RosClient
+
+    with tempfile.TemporaryDirectory(prefix="ilrs-") as tmp, \
+            running_stack("rover", "emulated", Path(tmp), args.domain_id) as sup, \
+            RosClient("ilrs_mission") as ros:
+        try:
+            driver = LegDriver(ros, "rover1", speed=args.speed)
+        except MissionError as exc:
+            sup.check()
+            say(f"mission failed: {exc}")
+            return 1
+        say(f"driving a {args.side:.1f} m square on odometry")
+
+        def report(i: int, leg, pose) -> None:
+            say(f"leg {i + 1}/8 {leg.describe():>16}: odom x={pose.x:+.3f} m "
+                f"y={pose.y:+.3f} m yaw={pose.yaw * 57.29578:+7.2f} deg")
+            if not sup.check():
+                raise MissionError(f"{sup.failed} died")
+
+        t0 = time.monotonic()
+        try:
+            end = driver.run(square(args.side), report)
+        except MissionError as exc:
+            say(f"mission failed: {exc}")
+            return 1
+        say(f"square done in {time.monotonic() - t0:.1f} s: closing error "
+            f"{(end.x ** 2 + end.y ** 2) ** 0.5:.3f} m (odometry)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS_DOMAIN_ID for every process (default: the environment's)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a stack's nodes as processes until Ctrl-C")
+    run.add_argument("stack", nargs="?", default="rover", help="config/stacks/<stack>.yaml")
+    run.add_argument("--hardware", choices=MODES, default="sim")
+    run.add_argument("--run-dir", default="/tmp/ilrs",
+                     help="where emulated devices publish their ports, and logs")
+    run.set_defaults(func=cmd_run)
+    sq = sub.add_parser("square", help="drive a square on emulated RoboClaws")
+    sq.add_argument("--side", type=float, default=2.0)
+    sq.add_argument("--speed", type=float, default=0.3)
+    sq.set_defaults(func=cmd_square)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script `ilrs`."""
+    args = build_parser().parse_args(argv)
+    if args.domain_id is not None and not 0 <= args.domain_id <= 232:
+        say("--domain-id must be in 0..232")
+        return 2
+    try:
+        return args.func(args)
+    except StackError as exc:
+        say(f"stack error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
