@@ -20,6 +20,7 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
 
 NODES = {
     "base_driver": "ilrs_robots.nodes.base_driver:main",
+    "sim": "ilrs_robots.nodes.sim_node:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",

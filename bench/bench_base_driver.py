@@ -27,10 +27,10 @@ sys.setswitchinterval(0.0005)
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 
+from ilrs_robots.core.drive_config import DEFAULT_CHANNELS, DEFAULT_WHEELS, parse_wheels  # noqa: E402,E501
 from ilrs_robots.core.kinematics import DriveLimits, SkidSteerGeometry  # noqa: E402
 from ilrs_robots.drivers.roboclaw import RoboClawBus as Host  # noqa: E402
 from ilrs_robots.drivers.skid_steer_base import SkidSteerBase  # noqa: E402
-from ilrs_robots.nodes.wheels import DEFAULT_CHANNELS, DEFAULT_WHEELS, parse_wheels  # noqa: E402
 from ilrs_robots.protocols.roboclaw import Cmd  # noqa: E402
 from ilrs_robots.runner.processes import NodeProcess, ros_arguments  # noqa: E402
 from ilrs_robots.runner.ros_client import RosClient, wait_until  # noqa: E402

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ilrs_robots.core.drive_config import Wheel
 from ilrs_robots.core.geometry import Pose2D
 from ilrs_robots.core.kinematics import (
     DriveLimits,
@@ -33,17 +34,6 @@ from ilrs_robots.core.kinematics import (
     wheel_speeds_to_twist,
 )
 from ilrs_robots.drivers.roboclaw import Health, LinkLost, NoReply, RoboClawBus
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """One driven wheel: the controller channel that turns it and its side."""
-
-    name: str
-    address: int
-    channel: int  # 1 (M1) or 2 (M2)
-    left: bool
-    direction: int = 1  # -1 where the motor is mounted mirrored
 
 
 @dataclass
@@ -300,7 +290,10 @@ class SkidSteerBase:
         """Odometry from encoder deltas; implausible jumps (a reset controller) re-baseline."""
         dt = max(now - self._last_count_time, self.period)
         self._last_count_time = now
-        limit = self.limits.max_wheel_speed * self.geometry.counts_per_metre * dt * 3 + 50
+        # Only a jump no wheel could make (a controller that reset its counters) is dropped;
+        # the margin is wide because a simulator catching up, or a late cycle, is legitimate.
+        limit = (10 * self.limits.max_wheel_speed * self.geometry.counts_per_metre * dt
+                 + self.geometry.counts_per_rev)
         travel: dict[bool, list[float]] = {True: [], False: []}
         for w in self.wheels:
             key = (w.address, w.channel)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
 from ilrs_robots.core.geometry import Pose2D, yaw_to_quaternion
 
@@ -74,3 +75,57 @@ def diagnostic(name: str, hardware_id: str, level: str, message: str,
     return DiagnosticStatus(level=LEVELS[level], name=name, hardware_id=hardware_id,
                             message=message,
                             values=[KeyValue(key=k, value=str(v)) for k, v in values])
+
+
+def image(stamp: Time, frame: str, pixels: np.ndarray, encoding: str) -> Image:
+    """sensor_msgs/Image of an HxW (mono8) or HxWx3 (rgb8, bgr8) uint8 array; one copy."""
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.step = int(pixels.strides[0]) if pixels.flags.c_contiguous else msg.width * (
+        pixels.shape[2] if pixels.ndim == 3 else 1)
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    return msg
+
+
+def compressed_image(stamp: Time, frame: str, jpeg: bytes) -> CompressedImage:
+    """sensor_msgs/CompressedImage holding a JPEG."""
+    msg = CompressedImage(format="jpeg")
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame
+    msg.data = jpeg
+    return msg
+
+
+def camera_info(stamp: Time, frame: str, width: int, height: int, fx: float, fy: float,
+                cx: float, cy: float, baseline_fx: float = 0.0) -> CameraInfo:
+    """sensor_msgs/CameraInfo of an undistorted pinhole camera (plumb_bob, zero D).
+
+    `baseline_fx` is -fx * baseline for the right camera of a stereo pair (P[3]).
+    """
+    msg = CameraInfo()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame
+    msg.width, msg.height = width, height
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, baseline_fx, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def transform(stamp: Time, frame: str, child: str, xyz: Sequence[float],
+              quat_xyzw: Sequence[float]) -> TransformStamped:
+    """TransformStamped from a translation and a quaternion in ROS order (x, y, z, w)."""
+    t = TransformStamped()
+    t.header.stamp = stamp
+    t.header.frame_id = frame
+    t.child_frame_id = child
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
+        float(v) for v in xyz)
+    r = t.transform.rotation
+    r.x, r.y, r.z, r.w = (float(v) for v in quat_xyzw)
+    return t

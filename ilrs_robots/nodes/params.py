@@ -16,15 +16,11 @@ from rclpy.exceptions import (
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from ilrs_robots.core.drive_config import ParameterError
+
 T = TypeVar("T")
 
-
-class ParameterError(ValueError):
-    """A parameter with a bad value; the message names it."""
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"parameter '{name}' {problem}")
-        self.name = name
+__all__ = ["ParameterError", "declare", "run_node"]
 
 
 def declare(node: Node, name: str, default: T, description: str,
@@ -61,6 +57,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C or SIGTERM while the node was still being built: a clean stop, not a crash
+
     finally:
         if node is not None:
             close = getattr(node, "close", None)

@@ -98,6 +98,73 @@ def cmd_square(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    """`ilrs sim`: the simulated mission, drivers unchanged, odometry against ground truth."""
+    from nav_msgs.msg import Odometry
+
+    from ilrs_robots.runner.missions import (
+        LegDriver,
+        MissionError,
+        compare,
+        odom_pose,
+        route,
+    )
+    from ilrs_robots.runner.ros_client import RosClient
+    from ilrs_robots.sim.track_map import write_track_map
+    from ilrs_robots.sim.world import build_heightmap, load_world
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ilrs-") as tmp, \
+            running_stack("rover", "sim", Path(tmp), args.domain_id) as sup, \
+            RosClient("ilrs_mission") as ros:
+        truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
+        try:
+            driver = LegDriver(ros, "rover1", speed=args.speed)
+            if truth.wait_for(timeout=20) is None:
+                raise MissionError("no ground truth from the simulator")
+        except MissionError as exc:
+            sup.check()
+            say(f"mission failed: {exc}")
+            return 1
+        say(f"stack up in {time.monotonic() - t_start:.1f} s; driving the route by cmd_vel")
+        origin = odom_pose(truth.last())
+        legs = route(args.scale)
+
+        def travelled() -> float:
+            poses = [odom_pose(m) for m in truth.messages]
+            return sum(((b.x - a.x) ** 2 + (b.y - a.y) ** 2) ** 0.5
+                       for a, b in zip(poses, poses[1:], strict=False))
+
+        def report(i: int, leg, pose) -> None:
+            now = odom_pose(truth.last())
+            c = compare(origin, pose, now, travelled())
+            say(f"leg {i + 1}/{len(legs)} {leg.describe():>16}: truth x={now.x:+8.2f} "
+                f"y={now.y:+8.2f} yaw={now.yaw * 57.29578:+7.1f} deg | odometry off by "
+                f"{c.position_error:.2f} m, {c.heading_error * 57.29578:.1f} deg")
+            if not sup.check():
+                raise MissionError(f"{sup.failed} died")
+
+        try:
+            end = driver.run(legs, report)
+        except MissionError as exc:
+            say(f"mission failed: {exc}")
+            return 1
+        final = compare(origin, end, odom_pose(truth.last()), travelled())
+        track = [(p.pose.pose.position.x, p.pose.pose.position.y) for p in truth.messages]
+        world = load_world(args.world)
+        picture = out / "mission_track.png"
+        write_track_map(picture, world, build_heightmap(world), track)
+    say("summary:")
+    say(f"  driven {final.distance:.1f} m (ground truth) in {time.monotonic() - t_start:.0f} s")
+    say(f"  wheel odometry vs ground truth: {final.position_error:.2f} m "
+        f"({final.drift_percent:.1f} % of distance), heading {final.heading_error * 57.29578:.1f}"
+        f" deg")
+    say(f"  track picture: {picture}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
@@ -114,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("--side", type=float, default=2.0)
     sq.add_argument("--speed", type=float, default=0.3)
     sq.set_defaults(func=cmd_square)
+    sim = sub.add_parser("sim", help="the simulated mission (embedded MuJoCo simulator)")
+    sim.add_argument("--world", default="south_pole")
+    sim.add_argument("--speed", type=float, default=0.4)
+    sim.add_argument("--scale", type=float, default=1.0, help="route length factor")
+    sim.add_argument("--out", default="out", help="folder for the track picture")
+    sim.set_defaults(func=cmd_sim)
     return parser
 
 

@@ -112,3 +112,39 @@ class LegDriver:
             if after_leg is not None:
                 after_leg(i, leg, pose)
         return pose
+
+
+def route(scale: float = 1.0) -> list[Leg]:
+    """The first simulated mission's route out of the depot: a loop with left and right turns."""
+    s = scale
+    return [Leg(distance=8 * s), Leg(angle=math.pi / 2), Leg(distance=5 * s),
+            Leg(angle=-math.pi / 2), Leg(distance=6 * s), Leg(angle=math.pi),
+            Leg(distance=6 * s)]
+
+
+def to_map(origin: Pose2D, pose: Pose2D) -> Pose2D:
+    """An odometry pose expressed in the map frame, odometry having started at `origin`."""
+    c, s = math.cos(origin.yaw), math.sin(origin.yaw)
+    return Pose2D(origin.x + c * pose.x - s * pose.y, origin.y + s * pose.x + c * pose.y,
+                  wrap_angle(origin.yaw + pose.yaw))
+
+
+@dataclass
+class Comparison:
+    """Odometry against ground truth after a drive."""
+
+    distance: float  # m driven, from ground truth
+    position_error: float  # m, odometry (in map) to truth
+    heading_error: float  # rad
+
+    @property
+    def drift_percent(self) -> float:
+        """Position error per distance driven, %."""
+        return 100.0 * self.position_error / self.distance if self.distance > 0 else 0.0
+
+
+def compare(origin: Pose2D, odom: Pose2D, truth: Pose2D, distance: float) -> Comparison:
+    """How far odometry (started at `origin` in the map) is from the truth."""
+    est = to_map(origin, odom)
+    return Comparison(distance, math.hypot(est.x - truth.x, est.y - truth.y),
+                      abs(wrap_angle(est.yaw - truth.yaw)))

@@ -115,11 +115,14 @@ def test_square_odometry_matches_emulator_wheel_travel(rover):
     left = sum(rover.emu.motor(*k).position - start[k] for k in LEFT) / 3 * metres
     right = sum(rover.emu.motor(*k).position - start[k] for k in RIGHT) / 3 * metres
     poses = [m.pose.pose for m in rover.odom.messages]
-    path = sum(math.dist((a.position.x, a.position.y), (b.position.x, b.position.y))
-               for a, b in zip(poses, poses[1:], strict=False))
     yaws = [2 * math.atan2(p.orientation.z, p.orientation.w) for p in poses]
-    turned = sum((b - a + math.pi) % (2 * math.pi) - math.pi
-                 for a, b in zip(yaws, yaws[1:], strict=False))
+    turns = [(b - a + math.pi) % (2 * math.pi) - math.pi
+             for a, b in zip(yaws, yaws[1:], strict=False)]
+    # signed travel along the heading between successive poses: the centre's path
+    path = sum((b.position.x - a.position.x) * math.cos(yaw + turn / 2)
+               + (b.position.y - a.position.y) * math.sin(yaw + turn / 2)
+               for a, b, yaw, turn in zip(poses, poses[1:], yaws, turns, strict=False))
+    turned = sum(turns)
     assert path == pytest.approx((left + right) / 2, rel=0.01)
     assert turned == pytest.approx((right - left) / TRACK, rel=0.01)
     assert path > 3.0 and turned > 5.0  # it did drive a square: ~4 m, ~2 pi

@@ -1,0 +1,202 @@
+"""sim: the embedded lunar simulator as a ROS node.
+
+Runs MuJoCo physics of the world's rover, serves its RoboClaw bus on a pseudo-terminal
+(`<run_dir>/<robot>/roboclaw`) for the unchanged base_driver, and publishes /clock, the IMU,
+the cameras (stereo pair and mast camera, with camera_info and JPEG), static TF of the
+sensors, and the ground truth (`<robot>/sim/ground_truth`, for tests and evaluation only).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")  # before anything imports mujoco
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+import cv2  # noqa: E402
+import yaml  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+
+from ilrs_robots.core.drive_config import (  # noqa: E402
+    DEFAULT_CHANNELS,
+    DEFAULT_WHEELS,
+    parse_wheels,
+)
+from ilrs_robots.nodes import messages  # noqa: E402
+from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
+from ilrs_robots.runner.environment import config_path  # noqa: E402
+from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec  # noqa: E402
+from ilrs_robots.sim.physics import RoverPhysics  # noqa: E402
+from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa: E402
+from ilrs_robots.sim.world import WorldError, load_world  # noqa: E402
+
+STATIC = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def _stamp(t: float) -> Time:
+    sec = int(math.floor(t))
+    return Time(sec=sec, nanosec=int((t - sec) * 1e9))
+
+
+class SimNode(Node):
+    """The simulator; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__("sim")
+        d = self
+        world = declare(d, "world", "south_pole", "World name (config/worlds) or YAML path")
+        rover_file = declare(d, "rover_params", str(config_path("params/rover_base.yaml")),
+                             "Base driver parameter file the rover's geometry is read from")
+        run_dir = declare(d, "run_dir", "/tmp/ilrs", "Where device ports are published", bool,
+                          "a directory")
+        self.robot = declare(d, "robot", "rover1", "The rover's namespace", bool, "non-empty")
+        self.rate = declare(d, "rate", 1.0, "Speed: 1 real time, 2 twice as fast, 0 flat out",
+                            lambda r: r >= 0, ">= 0")
+        self.dt = declare(d, "step", 0.01, "Sim time per loop (s); /clock is published each",
+                          lambda s: 0 < s <= 0.1, "in (0, 0.1]")
+        imu_rate = declare(d, "imu_rate", 100.0, "IMU rate (Hz)", lambda r: r >= 0, ">= 0")
+        stereo_rate = declare(d, "stereo_rate", 5.0, "Stereo pair rate (Hz), 0 off",
+                              lambda r: r >= 0, ">= 0")
+        mast_rate = declare(d, "mast_rate", 2.0, "Mast camera rate (Hz), 0 off",
+                            lambda r: r >= 0, ">= 0")
+        self.size = (declare(d, "camera_width", 640, "Image width", lambda w: 16 <= w <= 4096,
+                             "in 16..4096"),
+                     declare(d, "camera_height", 480, "Image height",
+                             lambda h: 16 <= h <= 4096, "in 16..4096"))
+        self.jpeg_quality = declare(d, "jpeg_quality", 80, "JPEG quality of compressed images",
+                                    lambda q: 1 <= q <= 100, "in 1..100")
+        try:
+            params = yaml.safe_load(Path(rover_file).read_text())
+            base = next(iter(params.values()))["ros__parameters"]
+            spec = RoverSpec.from_params(params)
+            wheels = parse_wheels(base.get("wheels", DEFAULT_WHEELS),
+                                  base.get("wheel_channels", DEFAULT_CHANNELS),
+                                  base.get("wheel_directions", [1] * 6),
+                                  base.get("addresses", [128, 129, 130]))
+            physics = RoverPhysics(load_world(world), spec)
+        except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError) as exc:
+            raise ParameterError("rover_params", f"cannot be read: {exc}") from exc
+        except WorldError as exc:
+            raise ParameterError("world", f"is not usable: {exc}") from exc
+        link = Path(run_dir) / self.robot / "roboclaw"
+        self.sim = Simulator(physics, wheels, float(base.get("counts_per_rev", 8192.0)), link,
+                             base.get("addresses", [128, 129, 130]), base.get("baud", 115200))
+        ns = f"/{self.robot}"
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.imu_pub = self.create_publisher(Imu, f"{ns}/imu/data", 50)
+        self.truth_pub = self.create_publisher(Odometry, f"{ns}/sim/ground_truth", 10)
+        self.cams = []
+        for cam, topic, rate in ((STEREO_CAMERAS[0], "stereo/left", stereo_rate),
+                                 (STEREO_CAMERAS[1], "stereo/right", stereo_rate),
+                                 (MAST_CAMERA, "camera", mast_rate)):
+            self.cams.append((cam, f"{self.robot}/{cam}_optical_frame", Every(rate),
+                              self.create_publisher(Image, f"{ns}/{topic}/image_raw", 2),
+                              self.create_publisher(CameraInfo, f"{ns}/{topic}/camera_info", 2),
+                              self.create_publisher(CompressedImage,
+                                                    f"{ns}/{topic}/image_raw/compressed", 2)))
+        self.imu_due, self.truth_due = Every(imu_rate), Every(50.0)
+        self._publish_static_tf()
+        self.sim.start()
+        self.get_logger().info(f"world '{physics.world.name}', rover ports under {link.parent}"
+                               f", rate {self.rate or 'flat out'}")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="sim", daemon=True)
+        self._thread.start()
+
+    def _publish_static_tf(self) -> None:
+        pub = self.create_publisher(TFMessage, "/tf_static", STATIC)
+        base = "base_link"
+        tfs = [messages.transform(_stamp(0.0), base, "imu_link",
+                                  self.sim.physics.rover.imu_position, (0, 0, 0, 1))]
+        for cam, (xyz, q) in optical_offsets(self.sim.physics).items():
+            tfs.append(messages.transform(_stamp(0.0), base, f"{cam}_optical_frame", xyz, q))
+        pub.publish(TFMessage(transforms=tfs))
+        self._static_pub = pub
+
+    def _loop(self) -> None:
+        wall_next = time.monotonic()
+        while not self._stop.is_set():
+            self.sim.step(self.dt)
+            t = self.sim.physics.time
+            try:
+                self._publish(t)
+            except Exception:  # noqa: BLE001 - the context ends under us at shutdown
+                if not self.context.ok():
+                    return
+                raise
+            if self.rate > 0:
+                wall_next += self.dt / self.rate
+                delay = wall_next - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                elif delay < -1.0:
+                    wall_next = time.monotonic()  # far behind (rendering): do not burst
+
+    def _publish(self, t: float) -> None:
+        stamp = _stamp(t)
+        self.clock_pub.publish(Clock(clock=stamp))
+        phys = self.sim.physics
+        if self.imu_due.due(t):
+            accel, gyro = phys.imu()
+            msg = Imu()
+            msg.header.stamp, msg.header.frame_id = stamp, "imu_link"
+            msg.orientation_covariance[0] = -1.0  # no orientation estimate
+            a, g = msg.linear_acceleration, msg.angular_velocity
+            a.x, a.y, a.z = (float(v) for v in accel)
+            g.x, g.y, g.z = (float(v) for v in gyro)
+            self.imu_pub.publish(msg)
+        if self.truth_due.due(t):
+            self.truth_pub.publish(self._truth(stamp))
+        w, h = self.size
+        for cam, frame, every, img_pub, info_pub, jpg_pub in self.cams:
+            if not every.due(t):
+                continue
+            rgb = phys.render(cam, w, h)
+            img_pub.publish(messages.image(stamp, frame, rgb, "rgb8"))
+            k = phys.camera_intrinsics(cam, w, h)
+            tx = -k.fx * phys.rover.stereo_baseline if cam == STEREO_CAMERAS[1] else 0.0
+            info_pub.publish(messages.camera_info(stamp, frame, w, h, k.fx, k.fy, k.cx, k.cy,
+                                                  tx))
+            if jpg_pub.get_subscription_count():
+                ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                        [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+                if ok:
+                    jpg_pub.publish(messages.compressed_image(stamp, frame, jpeg.tobytes()))
+
+    def _truth(self, stamp: Time) -> Odometry:
+        pos, wxyz, lin, ang = self.sim.physics.ground_truth(local_velocity=True)
+        msg = Odometry()
+        msg.header.stamp, msg.header.frame_id = stamp, "map"
+        msg.child_frame_id = "base_link"
+        p, o = msg.pose.pose.position, msg.pose.pose.orientation
+        p.x, p.y, p.z = (float(v) for v in pos)
+        o.w, o.x, o.y, o.z = (float(v) for v in wxyz)
+        tl, ta = msg.twist.twist.linear, msg.twist.twist.angular
+        tl.x, tl.y, tl.z = (float(v) for v in lin)
+        ta.x, ta.y, ta.z = (float(v) for v in ang)
+        return msg
+
+    def close(self) -> None:
+        """Stop the loop and the devices."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self.sim.stop()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console script `sim`."""
+    raise SystemExit(run_node(SimNode, args))
+
+
+if __name__ == "__main__":
+    main()

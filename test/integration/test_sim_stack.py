@@ -1,0 +1,134 @@
+"""The simulated rover stack over real DDS: simulator node + unchanged base_driver on its pty."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
+
+from ilrs_robots.runner.missions import LegDriver, odom_pose
+from ilrs_robots.runner.processes import Supervisor
+from ilrs_robots.runner.ros_client import RosClient, wait_until
+from ilrs_robots.runner.stacks import load_stack
+
+W, H = 320, 240
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """sim (flat test world, 2x real time, small images) and base_driver, for the module."""
+    run_dir = tmp_path_factory.mktemp("run")
+    spec = load_stack("rover", "sim", str(run_dir))
+    sim = next(n for n in spec.nodes if n.executable == "sim")
+    sim.parameters.update(world="test_flat", rate=2.0, stereo_rate=4.0, mast_rate=2.0,
+                          camera_width=W, camera_height=H)
+    sup = Supervisor(spec.nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
+    sup.start()
+    ros = RosClient("sim_test")
+    yield sup, ros
+    ros.close()
+    sup.stop()
+
+
+def truth_pose(inbox):
+    return odom_pose(inbox.last())
+
+
+def test_clock_imu_and_cameras(stack):
+    sup, ros = stack
+    clock = ros.subscribe(Clock, "/clock")
+    imu = ros.subscribe(Imu, "/rover1/imu/data")
+    left = ros.subscribe(Image, "/rover1/stereo/left/image_raw", 5)
+    info = ros.subscribe(CameraInfo, "/rover1/stereo/right/camera_info", 5)
+    jpeg = ros.subscribe(CompressedImage, "/rover1/camera/image_raw/compressed", 5)
+    assert left.wait_for(timeout=30), sup.procs["sim"].output()
+    img = left.last()
+    assert (img.width, img.height, img.encoding, img.step) == (W, H, "rgb8", 3 * W)
+    assert len(img.data) == W * H * 3
+    pixels = np.frombuffer(img.data, np.uint8).reshape(H, W, 3)
+    assert pixels.std() > 5  # a rendered scene, not a blank frame
+    k = info.wait_for(timeout=10)
+    assert k.width == W and k.k[2] == pytest.approx((W - 1) / 2) and k.p[3] < 0  # right cam
+    frame = jpeg.wait_for(timeout=15)
+    assert frame.format == "jpeg"
+    decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (H, W, 3)
+    assert imu.wait_for(lambda m: abs(m.linear_acceleration.z - 1.62) < 0.2, 10)
+    assert clock.wait_for(lambda m: m.clock.sec >= 1, 10)
+
+
+def test_drive_20_m_straight_and_images_change(stack):
+    sup, ros = stack
+    truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
+    left = ros.subscribe(Image, "/rover1/stereo/left/image_raw", 5)
+    assert truth.wait_for(timeout=20) and left.wait_for(timeout=20)
+    before_img = np.frombuffer(left.last().data, np.uint8).astype(np.int16)
+    start = truth_pose(truth)
+    driver = LegDriver(ros, "rover1", speed=0.5, say=lambda _: None)
+    from ilrs_robots.runner.missions import Leg
+    driver.run([Leg(distance=20.0)])
+    time.sleep(1.0)
+    end = truth_pose(truth)
+    moved = math.hypot(end.x - start.x, end.y - start.y)
+    assert moved == pytest.approx(20.0, rel=0.02)
+    assert abs(math.degrees(end.yaw - start.yaw)) < 3.0
+    left.clear()
+    after = left.wait_for(timeout=10)
+    after_img = np.frombuffer(after.data, np.uint8).astype(np.int16)
+    assert np.abs(after_img - before_img).mean() > 2.0  # the view changed as it drove
+
+
+def test_turn_in_place_keeps_position(stack):
+    sup, ros = stack
+    truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
+    assert truth.wait_for(timeout=20)
+    cmd = ros.publisher(Twist, "/rover1/cmd_vel", wait_for_subscribers=10)
+    start = truth_pose(truth)
+    msg = Twist()
+    msg.angular.z = 0.6
+    end_at = time.monotonic() + 4.0
+    while time.monotonic() < end_at:
+        cmd.publish(msg)
+        time.sleep(0.05)
+    cmd.publish(Twist())
+    time.sleep(1.0)
+    end = truth_pose(truth)
+    assert math.hypot(end.x - start.x, end.y - start.y) < 0.3
+    turned = abs(math.degrees((end.yaw - start.yaw + math.pi) % (2 * math.pi) - math.pi))
+    assert turned > 10.0
+
+
+def test_runner_starts_and_stops_the_stack_cleanly(tmp_path):
+    domain = str(int(os.environ["ROS_DOMAIN_ID"]) + 100)
+    proc = subprocess.Popen([sys.executable, "-m", "ilrs_robots.runner.cli", "--domain-id",
+                             domain, "run", "rover", "--hardware", "sim", "--run-dir",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    env = dict(os.environ, ROS_DOMAIN_ID=domain)
+    old = os.environ.copy()
+    os.environ.update(env)
+    try:
+        with RosClient("runner_probe") as ros:
+            truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
+            odom = ros.subscribe(Odometry, "/rover1/odom")
+            got = truth.wait_for(timeout=40) and odom.wait_for(timeout=20)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert got is not None, out
+    assert proc.returncode == 0, out
+    assert "stopped base_driver (exit 0)" in out and "stopped sim (exit 0)" in out
+    assert wait_until(lambda: not (tmp_path / "rover1" / "roboclaw").exists(), 5)
