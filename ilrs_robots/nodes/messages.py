@@ -82,11 +82,11 @@ def image(stamp: Time, frame: str, pixels: np.ndarray, encoding: str) -> Image:
     msg = Image()
     msg.header.stamp = stamp
     msg.header.frame_id = frame
+    pixels = np.ascontiguousarray(pixels)  # a no-op for renderer and capture output
     msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
     msg.encoding = encoding
-    msg.step = int(pixels.strides[0]) if pixels.flags.c_contiguous else msg.width * (
-        pixels.shape[2] if pixels.ndim == 3 else 1)
-    msg.data = np.ascontiguousarray(pixels).tobytes()
+    msg.step = int(pixels.strides[0])
+    msg.data = pixels.tobytes()
     return msg
 
 

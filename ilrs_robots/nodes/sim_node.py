@@ -34,7 +34,7 @@ from ilrs_robots.core.drive_config import (  # noqa: E402
 )
 from ilrs_robots.nodes import messages  # noqa: E402
 from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
-from ilrs_robots.runner.environment import config_path  # noqa: E402
+from ilrs_robots.resources import config_path  # noqa: E402
 from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec  # noqa: E402
 from ilrs_robots.sim.physics import RoverPhysics  # noqa: E402
 from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa: E402

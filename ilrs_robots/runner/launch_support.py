@@ -14,7 +14,7 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from ilrs_robots.runner.environment import config_path
+from ilrs_robots.resources import config_path
 from ilrs_robots.runner.processes import executable_module
 from ilrs_robots.runner.stacks import MODES, load_stack
 

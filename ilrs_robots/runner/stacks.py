@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ilrs_robots.runner.environment import config_path, share_dir
+from ilrs_robots.resources import config_path, share_dir
 
 MODES = ("real", "sim", "emulated", "gazebo")
 _VAR = re.compile(r"\$\{(\w+)\}")

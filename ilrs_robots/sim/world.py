@@ -17,12 +17,13 @@ import numpy as np
 import yaml
 
 from ilrs_robots.core import terrain as tr
+from ilrs_robots.resources import config_path
 
 TERRAIN_TYPES = ("craters", "flat", "slope", "dem")
 OBJECT_TYPES = ("box", "cylinder", "sphere", "berm", "gauge")
 KNOWN_SITES = ("landing_zone", "rover_depot", "construction_site", "reactor_site")
 
-WORLDS_DIR = Path(__file__).resolve().parents[2] / "config" / "worlds"
+WORLDS_DIR = config_path("worlds")
 
 
 class WorldError(ValueError):

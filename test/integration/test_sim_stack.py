@@ -17,7 +17,7 @@ from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
 
-from ilrs_robots.runner.missions import LegDriver, odom_pose
+from ilrs_robots.runner.missions import Leg, LegDriver, odom_pose
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import RosClient, wait_until
 from ilrs_robots.runner.stacks import load_stack
@@ -76,7 +76,6 @@ def test_drive_20_m_straight_and_images_change(stack):
     before_img = np.frombuffer(left.last().data, np.uint8).astype(np.int16)
     start = truth_pose(truth)
     driver = LegDriver(ros, "rover1", speed=0.5, say=lambda _: None)
-    from ilrs_robots.runner.missions import Leg
     driver.run([Leg(distance=20.0)])
     time.sleep(1.0)
     end = truth_pose(truth)
