@@ -21,6 +21,7 @@ def tree(folder: str) -> list[tuple[str, list[str]]]:
 NODES = {
     "base_driver": "ilrs_robots.nodes.base_driver:main",
     "sim": "ilrs_robots.nodes.sim_node:main",
+    "camera_driver": "ilrs_robots.nodes.camera_driver:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",

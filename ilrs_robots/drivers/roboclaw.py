@@ -22,6 +22,8 @@ from typing import Any
 from basicmicro import Basicmicro
 from basicmicro.exceptions import BasicmicroError, CommunicationError
 
+from ilrs_robots.drivers.backoff import Backoff
+
 # The library logs every failed attempt; failures are counted and reported on diagnostics.
 logging.getLogger("basicmicro").setLevel(logging.CRITICAL)
 
@@ -127,11 +129,7 @@ class RoboClawBus:
         self._turns = threading.Condition()
         self._busy = False
         self._urgent_waiting = 0
-        self._clock = clock
-        self._backoff_min = backoff_min
-        self._backoff_max = backoff_max
-        self._backoff = backoff_min
-        self._next_attempt = 0.0
+        self._backoff = Backoff(backoff_min, backoff_max, clock)
         self._ever_opened = False
 
     # -- connection -------------------------------------------------------------------------
@@ -156,14 +154,13 @@ class RoboClawBus:
         if self._ever_opened:
             self.reconnects += 1
         self._ever_opened = True
-        self._backoff = self._backoff_min
+        self._backoff.succeeded()
 
     def ensure_open(self) -> bool:
         """Reopen a lost port when its backoff delay has passed; True if the port is open."""
         if self.is_open:
             return True
-        now = self._clock()
-        if now < self._next_attempt:
+        if not self._backoff.ready():
             return False
         with self._lock:
             try:
@@ -171,8 +168,7 @@ class RoboClawBus:
                 return True
             except LinkLost as exc:
                 self.last_error = str(exc)
-                self._next_attempt = now + self._backoff
-                self._backoff = min(self._backoff * 2.0, self._backoff_max)
+                self._backoff.failed()
                 return False
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from geometry_msgs.msg import TransformStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
+from ilrs_robots.core.calibration import CameraCalibration
 from ilrs_robots.core.geometry import Pose2D, yaw_to_quaternion
 
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
@@ -82,11 +83,10 @@ def image(stamp: Time, frame: str, pixels: np.ndarray, encoding: str) -> Image:
     msg = Image()
     msg.header.stamp = stamp
     msg.header.frame_id = frame
-    pixels = np.ascontiguousarray(pixels)  # a no-op for renderer and capture output
     msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
     msg.encoding = encoding
-    msg.step = int(pixels.strides[0])
-    msg.data = pixels.tobytes()
+    msg.step = msg.width * (pixels.shape[2] if pixels.ndim == 3 else 1) * pixels.itemsize
+    msg.data = pixels.tobytes()  # the one copy: C order, also from a view (stereo halves)
     return msg
 
 
@@ -99,22 +99,20 @@ def compressed_image(stamp: Time, frame: str, jpeg: bytes) -> CompressedImage:
     return msg
 
 
-def camera_info(stamp: Time, frame: str, width: int, height: int, fx: float, fy: float,
-                cx: float, cy: float, baseline_fx: float = 0.0) -> CameraInfo:
-    """sensor_msgs/CameraInfo of an undistorted pinhole camera (plumb_bob, zero D).
-
-    `baseline_fx` is -fx * baseline for the right camera of a stereo pair (P[3]).
-    """
-    msg = CameraInfo()
+def calibration_info(stamp: Time, frame: str, cal: CameraCalibration) -> CameraInfo:
+    """sensor_msgs/CameraInfo of a calibration."""
+    msg = CameraInfo(width=cal.width, height=cal.height,
+                     distortion_model=cal.distortion_model, d=list(cal.d), k=list(cal.k),
+                     r=list(cal.r), p=list(cal.p))
     msg.header.stamp = stamp
     msg.header.frame_id = frame
-    msg.width, msg.height = width, height
-    msg.distortion_model = "plumb_bob"
-    msg.d = [0.0] * 5
-    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.p = [fx, 0.0, cx, baseline_fx, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
     return msg
+
+
+def stamp_of(seconds: float) -> Time:
+    """builtin_interfaces/Time of seconds since the epoch (or of sim time)."""
+    sec = int(seconds // 1)
+    return Time(sec=sec, nanosec=min(int((seconds - sec) * 1e9), 999_999_999))
 
 
 def transform(stamp: Time, frame: str, child: str, xyz: Sequence[float],

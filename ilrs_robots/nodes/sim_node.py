@@ -8,7 +8,6 @@ sensors, and the ground truth (`<robot>/sim/ground_truth`, for tests and evaluat
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -27,6 +26,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
+from ilrs_robots.core.calibration import CameraCalibration  # noqa: E402
 from ilrs_robots.core.drive_config import (  # noqa: E402
     DEFAULT_CHANNELS,
     DEFAULT_WHEELS,
@@ -41,11 +41,6 @@ from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa:
 from ilrs_robots.sim.world import WorldError, load_world  # noqa: E402
 
 STATIC = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def _stamp(t: float) -> Time:
-    sec = int(math.floor(t))
-    return Time(sec=sec, nanosec=int((t - sec) * 1e9))
 
 
 class SimNode(Node):
@@ -99,7 +94,7 @@ class SimNode(Node):
         for cam, topic, rate in ((STEREO_CAMERAS[0], "stereo/left", stereo_rate),
                                  (STEREO_CAMERAS[1], "stereo/right", stereo_rate),
                                  (MAST_CAMERA, "camera", mast_rate)):
-            self.cams.append((cam, f"{self.robot}/{cam}_optical_frame", Every(rate),
+            self.cams.append((cam, f"{cam}_optical_frame", Every(rate),
                               self.create_publisher(Image, f"{ns}/{topic}/image_raw", 2),
                               self.create_publisher(CameraInfo, f"{ns}/{topic}/camera_info", 2),
                               self.create_publisher(CompressedImage,
@@ -116,10 +111,11 @@ class SimNode(Node):
     def _publish_static_tf(self) -> None:
         pub = self.create_publisher(TFMessage, "/tf_static", STATIC)
         base = "base_link"
-        tfs = [messages.transform(_stamp(0.0), base, "imu_link",
-                                  self.sim.physics.rover.imu_position, (0, 0, 0, 1))]
+        zero = messages.stamp_of(0.0)
+        tfs = [messages.transform(zero, base, "imu_link", self.sim.physics.rover.imu_position,
+                                  (0, 0, 0, 1))]
         for cam, (xyz, q) in optical_offsets(self.sim.physics).items():
-            tfs.append(messages.transform(_stamp(0.0), base, f"{cam}_optical_frame", xyz, q))
+            tfs.append(messages.transform(zero, base, f"{cam}_optical_frame", xyz, q))
         pub.publish(TFMessage(transforms=tfs))
         self._static_pub = pub
 
@@ -143,7 +139,7 @@ class SimNode(Node):
                     wall_next = time.monotonic()  # far behind (rendering): do not burst
 
     def _publish(self, t: float) -> None:
-        stamp = _stamp(t)
+        stamp = messages.stamp_of(t)
         self.clock_pub.publish(Clock(clock=stamp))
         phys = self.sim.physics
         if self.imu_due.due(t):
@@ -164,9 +160,10 @@ class SimNode(Node):
             rgb = phys.render(cam, w, h)
             img_pub.publish(messages.image(stamp, frame, rgb, "rgb8"))
             k = phys.camera_intrinsics(cam, w, h)
-            tx = -k.fx * phys.rover.stereo_baseline if cam == STEREO_CAMERAS[1] else 0.0
-            info_pub.publish(messages.camera_info(stamp, frame, w, h, k.fx, k.fy, k.cx, k.cy,
-                                                  tx))
+            cal = CameraCalibration.pinhole(w, h, k.fx, k.fy, k.cx, k.cy, cam)
+            if cam == STEREO_CAMERAS[1]:  # right of the pair: P[3] = -fx * baseline
+                cal.p[3] = -k.fx * phys.rover.stereo_baseline
+            info_pub.publish(messages.calibration_info(stamp, frame, cal))
             if jpg_pub.get_subscription_count():
                 ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                         [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])

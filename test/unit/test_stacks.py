@@ -8,7 +8,7 @@ from ilrs_robots.runner.stacks import StackError, load_stack
 
 def test_rover_stack_modes():
     real = load_stack("rover", "real", "/run/x")
-    assert [n.executable for n in real.nodes] == ["base_driver"]
+    assert [n.name for n in real.nodes] == ["base_driver", "mast_camera", "nav_stereo"]
     assert real.nodes[0].parameters["port"] == "/dev/ttyACM0"
     emulated = load_stack("rover", "emulated", "/run/x")
     assert [n.executable for n in emulated.nodes] == ["roboclaw_emulator", "base_driver"]
