@@ -41,6 +41,18 @@ TEXTURE_PERIOD = 4.0  # m, repeat of the regolith texture on the ground
 RENDER_PATCH = 64.0  # m, side of the full-resolution render patch (ahead of the camera)
 RENDER_COARSE = 4.0  # m, node spacing of the whole-world render terrain
 HIDDEN_GROUP = 5  # geom group the default render options hide (culled far rocks)
+WHEEL_SOIL_SOLIMP = (0.02, 0.95, 0.01)
+"""Impedance of a wheel's contact (MuJoCo ``solimp`` dmin, dmax, width m): regolith is
+compliant and stiffens as the wheel sinks in, so the impedance ramps from almost nothing at
+first touch to 0.95 at 1 cm of sinkage (a pressure-sinkage curve), and a loaded wheel rests a
+few mm deep. With a near-rigid contact (micrometres of static penetration) a sliding wheel
+loses the ground: MuJoCo's convex friction model pushes sliding contacts apart, so in a
+skid-steer turn the rover hopped and its wheels touched the ground in ~1/4 of the steps."""
+WHEEL_SOIL_MARGIN = 0.003
+"""m, the static sinkage of a wheel under its share of the rover's weight in lunar gravity
+with :data:`WHEEL_SOIL_SOLIMP`: the wheel-soil contact starts this far out, so the loaded
+wheel rolls at ``wheel_radius`` (its effective rolling radius on regolith, as calibrated for
+odometry) with the axle at ``wheel_radius`` above the surface."""
 
 
 @dataclass
@@ -58,6 +70,9 @@ class RoverSpec:
     track_width: float = 1.2
     axle_x: tuple[float, float, float] = (0.6, 0.0, -0.6)
     wheel_max_torque: float = 30.0  # N m per wheel
+    # kg m^2, motor rotor inertia reflected through the gearbox (~1e-4 kg m^2 x ratio 70^2);
+    # it also keeps the speed loop stable at the physics step when the torque saturates
+    wheel_armature: float = 0.5
     wheel_kv: float = 150.0  # velocity actuator gain, N m per rad/s of speed error
     wheel_friction: float = 0.5  # Coulomb coefficient, wheel on regolith
     nav_camera_height: float = 1.5  # above the ground on flat terrain
@@ -391,7 +406,8 @@ def _rover_xml(rover: RoverSpec, pos: np.ndarray, quat: np.ndarray) -> list[str]
     for name, (wx, wy) in zip(WHEEL_NAMES, rover.wheel_offsets(), strict=True):
         out += [
             f'  <body name="wheel_{name}" pos="{_f(wx, wy, 0)}">',
-            f'    <joint name="wheel_{name}" type="hinge" axis="0 1 0" damping="0.05"/>',
+            f'    <joint name="wheel_{name}" type="hinge" axis="0 1 0" damping="0.05" '
+            f'armature="{rover.wheel_armature:.6g}"/>',
             f'    <geom name="wheel_{name}" class="wheel" size="{r:.6g}" '
             f'mass="{rover.wheel_mass:.6g}"/>',
             f'    <geom class="visual" type="cylinder" size="{_f(r, rover.wheel_width / 2)}" '
@@ -410,7 +426,9 @@ def build_mjcf(world: World, heightmap: Heightmap, rocks: Sequence[Rock],
                start: tuple[np.ndarray, np.ndarray] | None = None, cone: str = "elliptic",
                impratio: float = 10.0, shadow_size: int = 1024,
                render_patch: float = RENDER_PATCH, render_coarse: float = RENDER_COARSE,
-               offsamples: int = 0, shadow_clip: float = 60.0) -> str:
+               offsamples: int = 0, shadow_clip: float = 60.0,
+               wheel_solimp: Sequence[float] = WHEEL_SOIL_SOLIMP,
+               wheel_margin: float = WHEEL_SOIL_MARGIN) -> str:
     """The MJCF XML of ``world`` with its terrain, rocks, site objects, sun and the rover.
 
     Unless ``embed_elevation`` is set, the hfield heights must be copied into the compiled
@@ -421,6 +439,8 @@ def build_mjcf(world: World, heightmap: Heightmap, rocks: Sequence[Rock],
     sun light's position, which the renderer keeps over the camera). ``render_patch`` and
     ``render_coarse`` (m) lay out the render-only terrain (:func:`render_lod`; 0 disables
     it). ``offsamples`` is the multisampling of offscreen images (0: none, fastest).
+    ``wheel_solimp`` and ``wheel_margin`` set the wheels' contact with the ground (defaults
+    :data:`WHEEL_SOIL_SOLIMP`, :data:`WHEEL_SOIL_MARGIN`).
     """
     rover = rover or RoverSpec()
     data, hsize, hz = hfield_data(heightmap)
@@ -459,7 +479,8 @@ def build_mjcf(world: World, heightmap: Heightmap, rocks: Sequence[Rock],
         '    </default>',
         '    <default class="wheel">',
         f'      <geom type="sphere" group="3" condim="3" priority="1" '
-        f'friction="{rover.wheel_friction:.6g} 0.005 0.0001" rgba=".2 .2 .2 1"/>',
+        f'friction="{rover.wheel_friction:.6g} 0.005 0.0001" '
+        f'solimp="{_f(*wheel_solimp)}" margin="{wheel_margin:.6g}" rgba=".2 .2 .2 1"/>',
         '    </default>',
         '  </default>',
         '  <asset>',
