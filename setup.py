@@ -22,10 +22,12 @@ NODES = {
     "base_driver": "ilrs_robots.nodes.base_driver:main",
     "sim": "ilrs_robots.nodes.sim_node:main",
     "camera_driver": "ilrs_robots.nodes.camera_driver:main",
+    "vc0706_camera": "ilrs_robots.nodes.vc0706_camera:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
     "roboclaw_emulator": "ilrs_robots.sim.devices.roboclaw_emulator:main",
+    "vc0706_emulator": "ilrs_robots.sim.devices.vc0706_emulator:main",
 }
 
 setup(

@@ -42,7 +42,8 @@ class BaseDriver(Node):
     def __init__(self) -> None:
         super().__init__("base_driver")
         p = self._declare_all()
-        geometry = SkidSteerGeometry(p["wheel_radius"], p["track_width"], p["counts_per_rev"])
+        track = p["effective_track_width"] or p["track_width"]
+        geometry = SkidSteerGeometry(p["wheel_radius"], track, p["counts_per_rev"])
         limits = DriveLimits(p["max_linear"], p["max_angular"], p["max_wheel_speed"],
                              p["max_accel"], p["stop_accel"])
         self.frames = (p["odom_frame"], p["base_frame"])
@@ -85,6 +86,11 @@ class BaseDriver(Node):
             "track_width": declare(d, "track_width", 1.2,
                                    "Distance between left and right wheel centres (m)",
                                    _positive, "> 0"),
+            "effective_track_width": declare(
+                d, "effective_track_width", 0.0,
+                "Track width seen by turns of a skid steer, wider than the wheels' because "
+                "they scrub (m); used for commands and odometry; 0: track_width",
+                lambda t: math.isfinite(t) and t >= 0.0, ">= 0"),
             "counts_per_rev": declare(d, "counts_per_rev", 8192.0,
                                       "Encoder counts per wheel revolution, gearbox included",
                                       _positive, "> 0"),

@@ -1,7 +1,8 @@
 """sim: the embedded lunar simulator as a ROS node.
 
-Runs MuJoCo physics of the world's rover, serves its RoboClaw bus on a pseudo-terminal
-(`<run_dir>/<robot>/roboclaw`) for the unchanged base_driver, and publishes /clock, the IMU,
+Runs MuJoCo physics of the world's rover, serves its RoboClaw bus (`<run_dir>/<robot>/roboclaw`)
+and its serial JPEG camera (`<run_dir>/<robot>/vc0706`, the mast camera's view) on
+pseudo-terminals for the unchanged drivers, and publishes /clock, the IMU,
 the cameras (stereo pair and mast camera, with camera_info and JPEG), static TF of the
 sensors, and the ground truth (`<robot>/sim/ground_truth`, for tests and evaluation only).
 """
@@ -17,6 +18,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")  # before anything imports mujoco
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
@@ -35,6 +37,7 @@ from ilrs_robots.core.drive_config import (  # noqa: E402
 from ilrs_robots.nodes import messages  # noqa: E402
 from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
 from ilrs_robots.resources import config_path  # noqa: E402
+from ilrs_robots.sim.devices.vc0706_emulator import Vc0706Camera  # noqa: E402
 from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec  # noqa: E402
 from ilrs_robots.sim.physics import RoverPhysics  # noqa: E402
 from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa: E402
@@ -86,6 +89,9 @@ class SimNode(Node):
         link = Path(run_dir) / self.robot / "roboclaw"
         self.sim = Simulator(physics, wheels, float(base.get("counts_per_rev", 8192.0)), link,
                              base.get("addresses", [128, 129, 130]), base.get("baud", 115200))
+        # the serial JPEG camera serves the mast camera's latest render
+        self._mast_bgr = np.zeros((self.size[1], self.size[0], 3), np.uint8)
+        self.vc0706 = Vc0706Camera(link.parent / "vc0706", frame_source=lambda: self._mast_bgr)
         ns = f"/{self.robot}"
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.imu_pub = self.create_publisher(Imu, f"{ns}/imu/data", 50)
@@ -102,6 +108,7 @@ class SimNode(Node):
         self.imu_due, self.truth_due = Every(imu_rate), Every(50.0)
         self._publish_static_tf()
         self.sim.start()
+        self.vc0706.start()
         self.get_logger().info(f"world '{physics.world.name}', rover ports under {link.parent}"
                                f", rate {self.rate or 'flat out'}")
         self._stop = threading.Event()
@@ -158,6 +165,8 @@ class SimNode(Node):
             if not every.due(t):
                 continue
             rgb = phys.render(cam, w, h)
+            if cam == MAST_CAMERA:
+                self._mast_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
             img_pub.publish(messages.image(stamp, frame, rgb, "rgb8"))
             k = phys.camera_intrinsics(cam, w, h)
             cal = CameraCalibration.pinhole(w, h, k.fx, k.fy, k.cx, k.cy, cam)
@@ -187,6 +196,7 @@ class SimNode(Node):
         """Stop the loop and the devices."""
         self._stop.set()
         self._thread.join(timeout=5.0)
+        self.vc0706.stop()
         self.sim.stop()
 
 

@@ -8,10 +8,12 @@ from ilrs_robots.runner.stacks import StackError, load_stack
 
 def test_rover_stack_modes():
     real = load_stack("rover", "real", "/run/x")
-    assert [n.name for n in real.nodes] == ["base_driver", "mast_camera", "nav_stereo"]
+    assert [n.name for n in real.nodes] == ["base_driver", "vc0706_camera", "mast_camera",
+                                            "nav_stereo"]
     assert real.nodes[0].parameters["port"] == "/dev/ttyACM0"
     emulated = load_stack("rover", "emulated", "/run/x")
-    assert [n.executable for n in emulated.nodes] == ["roboclaw_emulator", "base_driver"]
+    assert [n.executable for n in emulated.nodes] == ["roboclaw_emulator", "base_driver",
+                                                      "vc0706_emulator", "vc0706_camera"]
     assert emulated.nodes[0].args == ["--link", "/run/x/rover1/roboclaw", "--baud", "115200"]
     assert emulated.nodes[1].parameters["port"] == "/run/x/rover1/roboclaw"
     assert all(f.exists() for n in emulated.nodes for f in n.params_files)
