@@ -38,9 +38,13 @@ from ilrs_robots.sim.devices.roboclaw_emulator import RoboClawBus  # noqa: E402
 
 BAUD = 115200
 ADDRESSES = [128, 129, 130]
-# bytes on the wire per controller and cycle: 4 reads (2 out, 4+1+2 back) and one
-# mixed speed command (2 + 12 + 2 out, 1 ack back)
-BYTES_PER_CYCLE = len(ADDRESSES) * (4 * (2 + 7) + (16 + 1))
+# bytes on the wire per controller and cycle: both encoders (cmd 78) and both speeds
+# (cmd 108), each 2 out and 4+4+2 back, and one mixed speed command (2 + 12 + 2 out, 1 ack)
+BYTES_PER_CYCLE = len(ADDRESSES) * (2 * (2 + 10) + (16 + 1))
+# plus the health poll, one controller at a time, every controller each HEALTH_PERIOD:
+# battery (2 + 2+2), temperature (2 + 2+2), currents (2 + 4+2), status (2 + 4+2)
+HEALTH_PERIOD = 0.5
+HEALTH_BYTES_PER_S = len(ADDRESSES) * (6 + 6 + 8 + 8) / HEALTH_PERIOD
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -98,7 +102,7 @@ def loop_rate(tmp: Path, seconds: float = 5.0) -> float:
     bus = Host(str(link), BAUD)
     base = SkidSteerBase(bus, parse_wheels(DEFAULT_WHEELS, DEFAULT_CHANNELS, [1] * 6, ADDRESSES),
                          SkidSteerGeometry(0.25, 1.2, 8192), DriveLimits(0.5, 0.8, 0.6, 0.5, 1.5),
-                         cmd_timeout=3600.0, health_period=0.5)
+                         cmd_timeout=3600.0, health_period=HEALTH_PERIOD)
     bus.open()
     base.command(0.3, 0.1)
     end = time.monotonic() + seconds
@@ -118,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lat = latency(Path(tmp))
         rate = loop_rate(Path(tmp))
-    ceiling = BAUD / 10 / BYTES_PER_CYCLE
+    ceiling = (BAUD / 10 - HEALTH_BYTES_PER_S) / BYTES_PER_CYCLE
     print("base_driver benchmark (3 RoboClaw emulators on one pty bus, 115200 baud paced)")
     if lat:
         print(f"  cmd_vel -> serial write latency: n={len(lat)} "
@@ -127,7 +131,8 @@ def main() -> None:
     else:
         print("  cmd_vel -> serial write latency: no command arrived")
     print(f"  control loop: {rate:.1f} Hz sustained; serial ceiling {ceiling:.1f} Hz "
-          f"({BYTES_PER_CYCLE} bytes/cycle) = {100 * rate / ceiling:.0f} % of ceiling   "
+          f"({BYTES_PER_CYCLE} bytes/cycle + {HEALTH_BYTES_PER_S:.0f} bytes/s of health "
+          f"polls) = {100 * rate / ceiling:.0f} % of ceiling   "
           f"(target >= 50 Hz and >= 80 %)")
 
 

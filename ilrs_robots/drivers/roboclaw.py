@@ -244,16 +244,14 @@ class RoboClawBus:
             raise NoReply(address, what)
 
     def read_encoders(self, address: int) -> tuple[int, int]:
-        """Encoder counts of M1 and M2 (commands 16, 17)."""
-        m1 = self._transact(address, "read encoder M1", lambda c: c.ReadEncM1(address))
-        m2 = self._transact(address, "read encoder M2", lambda c: c.ReadEncM2(address))
-        return _signed32(m1[1]), _signed32(m2[1])
+        """Encoder counts of M1 and M2, in one transaction (command 78)."""
+        reply = self._transact(address, "read encoders", lambda c: c.GetEncoders(address))
+        return _signed32(reply[1]), _signed32(reply[2])
 
     def read_speeds(self, address: int) -> tuple[int, int]:
-        """Measured speeds of M1 and M2 in counts/s (commands 18, 19)."""
-        m1 = self._transact(address, "read speed M1", lambda c: c.ReadSpeedM1(address))
-        m2 = self._transact(address, "read speed M2", lambda c: c.ReadSpeedM2(address))
-        return _signed32(m1[1]), _signed32(m2[1])
+        """Measured speeds of M1 and M2 in counts/s, in one transaction (command 108)."""
+        reply = self._transact(address, "read speeds", lambda c: c.GetSpeeds(address))
+        return _signed32(reply[1]), _signed32(reply[2])
 
     def drive(self, address: int, accel: int, speed_m1: int, speed_m2: int,
               urgent: bool = False) -> None:

@@ -46,8 +46,10 @@ class Cmd(IntEnum):
     SPEED_ACCEL_M2 = 39
     SPEED_ACCEL_MIXED = 40
     READ_CURRENTS = 49
+    READ_ENCODERS = 78  # both encoder counts in one reply
     READ_TEMP = 82
     READ_STATUS = 90
+    READ_SPEEDS = 108  # both average speeds (counts/s) in one reply
 
 
 class ErrorFlag(IntFlag):
@@ -101,6 +103,13 @@ class EncoderReading(NamedTuple):
 
     count: int
     status: int
+
+
+class PairReading(NamedTuple):
+    """Reply of READ_ENCODERS (counts) or READ_SPEEDS (counts/s): M1 and M2, signed."""
+
+    m1: int
+    m2: int
 
 
 class SpeedReading(NamedTuple):
@@ -166,8 +175,10 @@ READ_PAYLOAD: dict[Cmd, str | None] = {
     Cmd.READ_VERSION: None,  # NUL-terminated string
     Cmd.READ_MAIN_BATTERY: "H",
     Cmd.READ_CURRENTS: "hh",
+    Cmd.READ_ENCODERS: "ii",
     Cmd.READ_TEMP: "H",
     Cmd.READ_STATUS: "I",
+    Cmd.READ_SPEEDS: "ii",
 }
 _RANGES = {
     "B": (0, 0xFF),
@@ -270,7 +281,7 @@ Reply = EncoderReading | SpeedReading | Currents | Status | float | str
 def decode_reply(address: int, cmd: int, data: bytes) -> Reply:
     """Check the CRC of a complete read reply and decode its payload.
 
-    Returns EncoderReading, SpeedReading, Currents, Status, a float (battery volts or
+    Returns EncoderReading, SpeedReading, PairReading, Currents, Status, a float (battery volts or
     temperature in degC) or the version string. Raises RoboClawProtocolError on any problem.
     """
     _check_address(address)
@@ -297,6 +308,8 @@ def decode_reply(address: int, cmd: int, data: bytes) -> Reply:
         return SpeedReading(*values)
     if cmd is Cmd.READ_CURRENTS:
         return Currents(values[0] / 100.0, values[1] / 100.0)
+    if cmd in (Cmd.READ_ENCODERS, Cmd.READ_SPEEDS):
+        return PairReading(*values)
     if cmd is Cmd.READ_STATUS:
         return Status.from_value(values[0])
     return values[0] / 10.0  # READ_MAIN_BATTERY (V) or READ_TEMP (degC)
@@ -316,7 +329,7 @@ def encode_reply(address: int, cmd: int, *values: object) -> bytes:
 
     Values: ENC count (s32), status byte; SPEED counts/s (s32, direction byte derived);
     VERSION str (ASCII, at most 47 chars, no NUL); MAIN_BATTERY volts; CURRENTS m1_a, m2_a;
-    TEMP degC; STATUS raw u32 (or a Status).
+    TEMP degC; STATUS raw u32 (or a Status); ENCODERS, SPEEDS two s32.
     """
     _check_address(address)
     if not is_read(cmd):

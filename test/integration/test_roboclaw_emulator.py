@@ -111,6 +111,16 @@ def test_encoders_integrate_and_reset(bus, bm) -> None:
     assert 0 <= e3 <= speed * (d3 - c2) + 1
 
 
+def test_combined_reads_agree_with_single_reads(bus, bm) -> None:
+    bm.SpeedAccelM1M2(A, 0, 3000, -2000)
+    time.sleep(0.05)
+    ok, enc1, enc2 = bm.GetEncoders(A)  # command 78
+    assert ok and signed(enc1) > 0 > signed(enc2)
+    assert abs(signed(bm.ReadEncM1(A)[1]) - signed(enc1)) <= 3000 * 0.05
+    ok, s1, s2 = bm.GetSpeeds(A)  # command 108
+    assert ok and (signed(s1), signed(s2)) == (3000, -2000)
+
+
 def test_duty_maps_to_a_fraction_of_max_speed(bus, bm) -> None:
     assert bm.DutyM1(B, 16384)
     assert bm.DutyM2(B, -32767)

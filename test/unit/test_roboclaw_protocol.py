@@ -14,6 +14,7 @@ from ilrs_robots.protocols.roboclaw import (
     Currents,
     EncoderReading,
     ErrorFlag,
+    PairReading,
     Request,
     RequestParser,
     RoboClawProtocolError,
@@ -116,6 +117,8 @@ def test_reply_lengths() -> None:
     assert reply_length(Cmd.READ_CURRENTS) == 6
     assert reply_length(Cmd.READ_TEMP) == 4
     assert reply_length(Cmd.READ_STATUS) == 6
+    assert reply_length(Cmd.READ_ENCODERS) == 10
+    assert reply_length(Cmd.READ_SPEEDS) == 10
     assert reply_length(Cmd.READ_VERSION) is None
     assert reply_length(Cmd.SPEED_ACCEL_MIXED) == 1
 
@@ -128,6 +131,8 @@ VERSION = "RoboClaw 2x15A v4.2.8\n"
 @pytest.mark.parametrize(("cmd", "values", "expected", "decoded"), [
     (Cmd.READ_ENC_M1, (-5, 2), "fffffffb 02 806b", EncoderReading(-5, 2)),
     (Cmd.READ_SPEED_M1, (-300,), "fffffed4 01 1aa0", SpeedReading(-300, 1)),
+    (Cmd.READ_ENCODERS, (-5, 70000), "fffffffb 00011170 0757", PairReading(-5, 70000)),
+    (Cmd.READ_SPEEDS, (1500, -300), "000005dc fffffed4 693e", PairReading(1500, -300)),
     (Cmd.READ_MAIN_BATTERY, (28.4,), "011c d776", 28.4),
     (Cmd.READ_CURRENTS, (1.23, -0.5), "007b ffce 611b", Currents(1.23, -0.5)),
     (Cmd.READ_TEMP, (25.1,), "00fb b3e2", 25.1),

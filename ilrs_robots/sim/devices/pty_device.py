@@ -19,6 +19,17 @@ from pathlib import Path
 _log = logging.getLogger(__name__)
 
 BITS_PER_BYTE = 10  # start + 8 data + stop
+SLEEP_OVERSHOOT = 0.0002  # s: time.sleep wakes up late by about this much on Linux
+
+
+def _sleep_until(deadline: float) -> None:
+    """Sleep to within a few microseconds of `deadline` (monotonic): a plain sleep wakes up
+    ~0.1 ms late, which per reply adds up to a slower line than the baud rate gives."""
+    remaining = deadline - time.monotonic()
+    if remaining > SLEEP_OVERSHOOT:
+        time.sleep(remaining - SLEEP_OVERSHOOT)
+    while time.monotonic() < deadline:
+        time.sleep(0)  # yields the GIL while it waits out the last fraction
 
 
 class PtyDevice:
@@ -131,7 +142,7 @@ class PtyDevice:
                 self._tx_end = start + len(data) * BITS_PER_BYTE / self.baud
                 wait = self._tx_end - now
             if wait > 0:
-                time.sleep(wait)
+                _sleep_until(now + wait)
         with self._lock:
             if self._master is None:
                 return

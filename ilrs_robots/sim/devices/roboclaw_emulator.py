@@ -261,6 +261,11 @@ class EmulatedController:
         if cmd in (Cmd.READ_SPEED_M1, Cmd.READ_SPEED_M2):
             motor = m1 if cmd is Cmd.READ_SPEED_M1 else m2
             return encode_reply(self.address, cmd, wrap_s32(round(motor._speed)))
+        if cmd is Cmd.READ_ENCODERS:
+            return encode_reply(self.address, cmd, m1._encoder(), m2._encoder())
+        if cmd is Cmd.READ_SPEEDS:
+            return encode_reply(self.address, cmd, wrap_s32(round(m1._speed)),
+                                wrap_s32(round(m2._speed)))
         if cmd is Cmd.READ_VERSION:
             return encode_reply(self.address, cmd, self.version)
         if cmd is Cmd.READ_MAIN_BATTERY:
