@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 import time
 
 import cv2
@@ -135,3 +138,21 @@ def test_missing_v4l2_device_is_named(ros, launcher):
     found = diag.wait_for(lambda a: any("camera device /dev/video99 does not exist" in s.message
                                         for s in a.status), timeout=15)
     assert found is not None and node.alive
+
+
+def test_network_stream_url(ros, launcher, video):
+    """An HTTP stream (served on loopback by this test) goes through OpenCV's FFmpeg."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(video.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        images = ros.subscribe(Image, "/net/image_raw")
+        node = launcher.start("camera_driver", namespace="net", parameters={
+            "source": f"http://127.0.0.1:{server.server_port}/{video.name}", "fps": 30.0})
+        assert wait_until(lambda: len(images.messages) >= 10, 20), node.output()
+        assert (images.messages[0].width, images.messages[0].height) == (W, H)
+        assert "stream source" in node.output()
+    finally:
+        server.shutdown()
