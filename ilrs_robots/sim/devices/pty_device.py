@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import select
+import signal
 import threading
 import time
 import tty
@@ -212,3 +213,15 @@ class PtyDevice:
                     self.on_bytes(data, now)
                 except Exception:
                     _log.exception("%s: on_bytes failed", self.link)
+
+
+def serve_until_signalled(device: PtyDevice) -> int:
+    """Serve a device from a command line until SIGINT or SIGTERM; print its link first."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with device:
+        print(device.link, flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0

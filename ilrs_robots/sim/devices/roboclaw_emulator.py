@@ -17,7 +17,6 @@ import argparse
 import math
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from ilrs_robots.protocols.roboclaw import (
     WarnFlag,
     encode_reply,
 )
-from ilrs_robots.sim.devices.pty_device import PtyDevice
+from ilrs_robots.sim.devices.pty_device import PtyDevice, serve_until_signalled
 
 DEFAULT_ADDRESSES = (128, 129, 130)
 DEFAULT_VERSION = "RoboClaw 2x15A v4.2.8\n"
@@ -460,19 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--addresses must be in 128..135")
     if args.baud < 0:
         parser.error("--baud must be >= 0")
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         bus = RoboClawBus(args.link, args.addresses, args.baud or None,
                           version=args.version_string + "\n")
     except ValueError as exc:
         parser.error(str(exc))
-    with bus:
-        print(bus.link, flush=True)
-        while not stop.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(bus)
 
 
 if __name__ == "__main__":

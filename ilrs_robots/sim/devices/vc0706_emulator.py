@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import signal
 import sys
 import termios
 import threading
@@ -72,7 +71,7 @@ from ilrs_robots.protocols.vc0706 import (
     encode_fbuf_reply,
     encode_reply,
 )
-from ilrs_robots.sim.devices.pty_device import PtyDevice
+from ilrs_robots.sim.devices.pty_device import PtyDevice, serve_until_signalled
 
 FrameSource = Callable[[], np.ndarray]
 
@@ -435,19 +434,12 @@ def main(argv: list[str] | None = None) -> int:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         parser.error("--size must look like 640x480")
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     try:
         camera = Vc0706Camera(args.link, args.baud, size=(width, height),
                               compression=args.compression, short_reads=args.short_reads)
     except ValueError as exc:
         parser.error(str(exc))
-    with camera:
-        print(camera.link, flush=True)
-        while not stop.wait(0.5):
-            pass
-    return 0
+    return serve_until_signalled(camera)
 
 
 if __name__ == "__main__":
