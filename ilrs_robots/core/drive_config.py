@@ -10,12 +10,13 @@ DEFAULT_WHEELS = ["front_left_wheel_joint", "front_right_wheel_joint",
 DEFAULT_CHANNELS = ["128:1", "128:2", "129:1", "129:2", "130:1", "130:2"]
 
 
-class ParameterError(ValueError):
-    """A parameter with a bad value; the message names it."""
+class WheelConfigError(ValueError):
+    """A wheel list that cannot drive a base; `field` is "names", "channels" or "directions"."""
 
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"parameter '{name}' {problem}")
-        self.name = name
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -31,31 +32,31 @@ class Wheel:
 
 def parse_wheels(names: list[str], channels: list[str], directions: list[int],
                  addresses: list[int]) -> list[Wheel]:
-    """Wheels from parallel lists; ParameterError names the parameter at fault."""
+    """Wheels from parallel lists; WheelConfigError names the list at fault."""
     if len(names) not in (4, 6):
-        raise ParameterError("wheels", f"must name 4 or 6 wheels (got {len(names)})")
+        raise WheelConfigError("names", f"must name 4 or 6 wheels (got {len(names)})")
     if len(channels) != len(names):
-        raise ParameterError("wheel_channels", f"must give one 'address:channel' per wheel "
+        raise WheelConfigError("channels", f"must give one 'address:channel' per wheel "
                              f"({len(names)}), got {len(channels)}")
     if len(directions) != len(names) or any(d not in (1, -1) for d in directions):
-        raise ParameterError("wheel_directions", f"must give 1 or -1 per wheel (got "
+        raise WheelConfigError("directions", f"must give 1 or -1 per wheel (got "
                              f"{directions!r})")
     wheels, used = [], set()
     for name, channel, direction in zip(names, channels, directions, strict=True):
         sides = [s for s in ("left", "right") if s in name]
         if len(sides) != 1:
-            raise ParameterError("wheels", f"entry {name!r} must contain 'left' or 'right'")
+            raise WheelConfigError("names", f"entry {name!r} must contain 'left' or 'right'")
         try:
             address_text, motor_text = channel.split(":")
             address, motor = int(address_text), int(motor_text)
         except ValueError:
-            raise ParameterError("wheel_channels", f"entry {channel!r} is not "
+            raise WheelConfigError("channels", f"entry {channel!r} is not "
                                  "'address:channel'") from None
         if address not in addresses or motor not in (1, 2) or (address, motor) in used:
-            raise ParameterError("wheel_channels", f"entry {channel!r} must use a listed "
+            raise WheelConfigError("channels", f"entry {channel!r} must use a listed "
                                  f"address {addresses} and an unused channel 1 or 2")
         used.add((address, motor))
         wheels.append(Wheel(name, address, motor, sides[0] == "left", direction))
     if all(w.left for w in wheels) or not any(w.left for w in wheels):
-        raise ParameterError("wheels", "must have wheels on both sides")
+        raise WheelConfigError("names", "must have wheels on both sides")
     return wheels

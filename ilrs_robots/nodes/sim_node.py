@@ -32,6 +32,7 @@ from ilrs_robots.core.calibration import CameraCalibration  # noqa: E402
 from ilrs_robots.core.drive_config import (  # noqa: E402
     DEFAULT_CHANNELS,
     DEFAULT_WHEELS,
+    WheelConfigError,
     parse_wheels,
 )
 from ilrs_robots.nodes import messages  # noqa: E402
@@ -82,7 +83,8 @@ class SimNode(Node):
                                   base.get("wheel_directions", [1] * 6),
                                   base.get("addresses", [128, 129, 130]))
             physics = RoverPhysics(load_world(world), spec)
-        except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError) as exc:
+        except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError,
+                WheelConfigError) as exc:
             raise ParameterError("rover_params", f"cannot be read: {exc}") from exc
         except WorldError as exc:
             raise ParameterError("world", f"is not usable: {exc}") from exc

@@ -1,0 +1,131 @@
+"""nodes/params.py over the real parameter services: ranges in descriptors, integer literals
+for doubles, read-only parameters, live validation with a reason, applied changes, and
+overrides that no parameter takes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+from ilrs_robots.nodes.params import ParameterError, check_overrides, declare
+from ilrs_robots.runner.ros_client import RosClient
+
+
+class Probe(Node):
+    """A node declaring parameters the way every node of ours does."""
+
+    def __init__(self, context: Context, overrides: list[Parameter] | None = None) -> None:
+        super().__init__("probe", context=context, parameter_overrides=overrides or [])
+        self.applied: list[dict] = []
+        self.speed = declare(self, "speed", 0.5, "Speed (m/s)", range=(0.0, 2.0))
+        self.count = declare(self, "count", 3, "Count", range=(1, 10))
+        self.gains = declare(self, "gains", [1.0, 2.0], "Gains", lambda g: len(g) == 2,
+                             "2 values", range=(0.0, 100.0))
+        self.mode = declare(self, "mode", "fast", "Mode", lambda m: m in ("fast", "slow"),
+                            "fast or slow")
+        self.port = declare(self, "port", "/dev/ttyACM0", "Port", bool, "a path",
+                            read_only=True)
+
+    def on_parameters_set(self, changed: dict) -> None:
+        self.applied.append(changed)
+
+
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    context = Context()
+    rclpy.init(context=context)
+    node = Probe(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node
+    executor.shutdown()
+    thread.join(5.0)
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def _call(ros: RosClient, future_of) -> object:
+    client = AsyncParameterClient(ros.node, "/probe")
+    assert client.wait_for_services(timeout_sec=30.0), "parameter services never appeared"
+    future = future_of(client)
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(30.0), "parameter service did not answer"
+    return future.result()
+
+
+def _set(ros: RosClient, *parameters: Parameter) -> list:
+    return _call(ros, lambda c: c.set_parameters(list(parameters))).results
+
+
+def test_live_set_is_validated_applied_and_reasoned(ros: RosClient, probe: Probe) -> None:
+    ok = _set(ros, Parameter("speed", Parameter.Type.INTEGER, 1))
+    assert ok[0].successful, ok[0].reason
+    assert probe.get_parameter("speed").value == 1.0
+    assert probe.get_parameter("speed").type_ == Parameter.Type.DOUBLE
+    assert {"speed": 1.0} in probe.applied
+
+    too_fast = _set(ros, Parameter("speed", Parameter.Type.DOUBLE, 5.0))[0]
+    assert not too_fast.successful
+    assert "speed" in too_fast.reason and "2" in too_fast.reason
+    assert probe.get_parameter("speed").value == 1.0
+
+    nan = _set(ros, Parameter("speed", Parameter.Type.DOUBLE, float("nan")))[0]
+    assert not nan.successful
+    bad_mode = _set(ros, Parameter("mode", Parameter.Type.STRING, "warp"))[0]
+    assert not bad_mode.successful and "fast or slow" in bad_mode.reason
+    bad_gains = _set(ros, Parameter("gains", Parameter.Type.DOUBLE_ARRAY, [1.0]))[0]
+    assert not bad_gains.successful and "gains" in bad_gains.reason
+    fixed = _set(ros, Parameter("port", Parameter.Type.STRING, "/dev/ttyUSB0"))[0]
+    assert not fixed.successful and "read-only" in fixed.reason
+    assert probe.get_parameter("port").value == "/dev/ttyACM0"
+    assert all("mode" not in a and "port" not in a for a in probe.applied)
+
+
+def test_ranges_are_in_the_descriptors(ros: RosClient, probe: Probe) -> None:
+    described = _call(ros, lambda c: c.describe_parameters(["speed", "count", "port"]))
+    speed, count, port = described.descriptors
+    assert (speed.floating_point_range[0].from_value,
+            speed.floating_point_range[0].to_value) == (0.0, 2.0)
+    assert (count.integer_range[0].from_value, count.integer_range[0].to_value) == (1, 10)
+    assert port.read_only and not speed.read_only
+    assert speed.description == "Speed (m/s)"
+
+
+def _build(overrides: list[Parameter]) -> Probe:
+    context = Context()
+    rclpy.init(context=context)
+    node = None
+    try:
+        node = Probe(context, overrides)
+        check_overrides(node)
+        return node
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def test_start_up_overrides() -> None:
+    node = _build([Parameter("speed", Parameter.Type.INTEGER, 2),
+                   Parameter("gains", Parameter.Type.INTEGER_ARRAY, [3, 4])])
+    assert node.speed == 2.0 and node.gains == [3.0, 4.0]
+    with pytest.raises(ParameterError, match=r"'speed' must be in \[0, 2\]"):
+        _build([Parameter("speed", Parameter.Type.DOUBLE, 1e300)])
+    with pytest.raises(ParameterError, match=r"'speed' must be in \[0, 2\].*-1"):
+        _build([Parameter("speed", Parameter.Type.INTEGER, -1)])
+    with pytest.raises(ParameterError, match="'count'"):
+        _build([Parameter("count", Parameter.Type.DOUBLE, 2.5)])
+    with pytest.raises(ParameterError, match="'prot'.*did you mean 'port'"):
+        _build([Parameter("prot", Parameter.Type.STRING, "/dev/null")])
+    _build([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
