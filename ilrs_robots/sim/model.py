@@ -26,6 +26,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+from transforms3d.quaternions import mat2quat
 
 from ilrs_robots.core.terrain import Heightmap, Rock
 from ilrs_robots.sim.world import SiteObject, World
@@ -147,10 +148,6 @@ def _is_num(v: Any) -> bool:
 
 def _f(*v: float) -> str:
     return " ".join(f"{x:.6g}" for x in v)
-
-
-def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
-    return (math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2))
 
 
 def _cam_xyaxes(pitch_down_deg: float) -> str:
@@ -299,16 +296,7 @@ def start_pose(world: World, heightmap: Heightmap, rover: RoverSpec,
         nz = heightmap.normal_at(w[0], w[1])[2]
         lift = max(lift, float(heightmap.height_at(w[0], w[1])) + r / nz - w[2])
     pos[2] += lift + drop
-    return pos, _mat_quat(R)
-
-
-def _mat_quat(R: np.ndarray) -> np.ndarray:
-    """Quaternion (w, x, y, z) of a rotation matrix."""
-    import mujoco
-
-    q = np.zeros(4)
-    mujoco.mju_mat2Quat(q, np.ascontiguousarray(R, dtype=np.float64).ravel())
-    return q
+    return pos, mat2quat(R)
 
 
 def _object_xml(obj: SiteObject, base: tuple[float, float, float]) -> list[str]:

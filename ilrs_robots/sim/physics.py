@@ -19,6 +19,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ilrs_robots.core.geometry import wxyz_to_yaw  # noqa: E402
 from ilrs_robots.core.terrain import Heightmap, Rock  # noqa: E402
 from ilrs_robots.sim import world as W  # noqa: E402, N812
 from ilrs_robots.sim.model import (  # noqa: E402
@@ -190,8 +191,7 @@ class RoverPhysics:
 
     def yaw(self) -> float:
         """Heading of base_link (rad, CCW from +x)."""
-        w, x, y, z = self.data.xquat[self._body]
-        return math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+        return wxyz_to_yaw(self.data.xquat[self._body])
 
     def imu(self) -> tuple[np.ndarray, np.ndarray]:
         """(specific force m/s^2, angular rate rad/s) in the IMU frame (= base_link axes),

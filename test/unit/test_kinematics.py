@@ -5,8 +5,16 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from transforms3d.euler import euler2quat
 
-from ilrs_robots.core.geometry import quaternion_to_yaw, wrap_angle, yaw_to_quaternion
+from ilrs_robots.core.geometry import (
+    from_xyzw,
+    quaternion_to_yaw,
+    to_xyzw,
+    wrap_angle,
+    wxyz_to_yaw,
+    yaw_to_quaternion,
+)
 from ilrs_robots.core.kinematics import (
     CommandRejected,
     DriveLimits,
@@ -89,3 +97,20 @@ def test_quaternion_yaw_round_trip(yaw):
     assert quaternion_to_yaw(*yaw_to_quaternion(yaw)) == pytest.approx(wrap_angle(yaw),
                                                                       abs=1e-9) or \
         abs(abs(wrap_angle(yaw)) - math.pi) < 1e-9
+
+
+def test_ros_quaternion_order_is_xyzw():
+    # A quarter turn about +z: transforms3d says (w, x, y, z) = (cos 45, 0, 0, sin 45).
+    wxyz = euler2quat(0.0, 0.0, math.pi / 2, "sxyz")
+    assert to_xyzw(wxyz) == pytest.approx((0.0, 0.0, math.sin(math.pi / 4),
+                                           math.cos(math.pi / 4)))
+    assert yaw_to_quaternion(math.pi / 2) == pytest.approx(to_xyzw(wxyz))
+    assert from_xyzw(to_xyzw(wxyz)) == pytest.approx(wxyz)
+
+
+@given(st.floats(-1.5, 1.5), st.floats(-1.2, 1.2), st.floats(-3.1, 3.1))
+def test_yaw_of_a_tilted_rover(roll, pitch, yaw):
+    # On a slope the heading is still the z angle of the static x-y-z Euler angles.
+    wxyz = euler2quat(roll, pitch, yaw, "sxyz")
+    assert wxyz_to_yaw(wxyz) == pytest.approx(yaw, abs=1e-9)
+    assert quaternion_to_yaw(*to_xyzw(wxyz)) == pytest.approx(yaw, abs=1e-9)
