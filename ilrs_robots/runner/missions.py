@@ -1,40 +1,37 @@
-"""Scripted missions the runner drives over ROS topics, closed-loop on odometry."""
+"""Scripted missions the runner drives over ROS topics, closed-loop on odometry.
+
+The control law is `core/control.py`; this is the ROS glue: it waits for each fresh odometry
+message, hands its pose to the controller and publishes the command on cmd_vel.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 
-from ilrs_robots.core.geometry import Pose2D, quaternion_to_yaw, wrap_angle
+from ilrs_robots.core.control import (
+    Comparison,
+    Leg,
+    LegController,
+    LegGains,
+    compare,
+    route,
+    square,
+    to_map,
+)
+from ilrs_robots.core.geometry import Pose2D, quaternion_to_yaw
 from ilrs_robots.runner.ros_client import RosClient
+
+__all__ = ["Comparison", "Leg", "LegDriver", "MissionError", "compare", "odom_pose", "route",
+           "square", "to_map"]
 
 
 class MissionError(RuntimeError):
     """The mission cannot go on (no odometry, a leg that does not progress)."""
-
-
-@dataclass(frozen=True)
-class Leg:
-    """Drive `distance` metres straight (sign: direction), or turn `angle` radians in place."""
-
-    distance: float = 0.0
-    angle: float = 0.0
-
-    def describe(self) -> str:
-        """Human-readable form."""
-        if self.angle:
-            return f"turn {math.degrees(self.angle):+.0f} deg"
-        return f"drive {self.distance:+.2f} m"
-
-
-def square(side: float) -> list[Leg]:
-    """A square driven counter-clockwise: four sides and four left turns."""
-    return [leg for _ in range(4) for leg in (Leg(distance=side), Leg(angle=math.pi / 2))]
 
 
 def odom_pose(msg: Odometry) -> Pose2D:
@@ -43,65 +40,74 @@ def odom_pose(msg: Odometry) -> Pose2D:
     return Pose2D(p.x, p.y, quaternion_to_yaw(q.x, q.y, q.z, q.w))
 
 
+def at_rest(msg: Odometry, linear: float = 0.005, angular: float = 0.005) -> bool:
+    """True when an Odometry message's twist says the base stands still."""
+    t = msg.twist.twist
+    return abs(t.linear.x) <= linear and abs(t.angular.z) <= angular
+
+
 class LegDriver:
-    """Publishes cmd_vel at `rate` until odometry says each leg is done."""
+    """Drives legs on odometry: one cmd_vel per fresh odometry message, until each is done.
+
+    `odom_timeout` is how long odometry may stay silent before the mission fails.
+    """
 
     def __init__(self, ros: RosClient, namespace: str, speed: float = 0.3,
-                 turn_rate: float = 0.4, rate: float = 20.0,
+                 turn_rate: float = 0.4, odom_timeout: float = 5.0,
                  say: Callable[[str], None] = print) -> None:
         ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+        self.topic = f"{ns}/odom"
         self.cmd = ros.publisher(Twist, f"{ns}/cmd_vel", wait_for_subscribers=20.0)
-        self.odom = ros.subscribe(Odometry, f"{ns}/odom")
-        self.speed, self.turn_rate, self.period = speed, turn_rate, 1.0 / rate
+        self.odom = ros.subscribe(Odometry, self.topic)
+        self.gains = LegGains(speed=speed, turn_rate=turn_rate)
+        self.odom_timeout = odom_timeout
         self.say = say
+        self._seen = 0
         if self.cmd.get_subscription_count() == 0:
             raise MissionError(f"nothing subscribes to {ns}/cmd_vel: is the base driver up?")
         if self.odom.wait_for(timeout=20.0) is None:
-            raise MissionError(f"no odometry on {ns}/odom within 20 s")
+            raise MissionError(f"no odometry on {self.topic} within 20 s")
+
+    def fresh(self) -> Odometry:
+        """The newest odometry message that arrived after the last one used."""
+        got = self.odom.next_after(self._seen, self.odom_timeout)
+        if got is None:
+            raise MissionError(f"no fresh odometry on {self.topic} for {self.odom_timeout} s")
+        msg, self._seen = got
+        return msg
 
     def pose(self) -> Pose2D:
-        """The latest odometry pose."""
-        msg = self.odom.last()
-        assert msg is not None
-        return odom_pose(msg)
+        """The pose of the next fresh odometry message."""
+        return odom_pose(self.fresh())
 
     def _publish(self, v: float, w: float) -> None:
         msg = Twist()
-        msg.linear.x, msg.angular.z = v, w
+        msg.linear.x, msg.angular.z = float(v), float(w)
         self.cmd.publish(msg)
-        time.sleep(self.period)
+
+    def stop(self, settle_timeout: float = 30.0) -> Pose2D:
+        """Command a stop and wait until odometry says the base stands still; that pose."""
+        deadline = time.monotonic() + settle_timeout
+        while True:
+            self._publish(0.0, 0.0)  # one per odometry message: also refreshes the watchdog
+            msg = self.fresh()
+            if at_rest(msg):
+                return odom_pose(msg)
+            if time.monotonic() > deadline:
+                raise MissionError(f"the base did not come to rest within {settle_timeout} s")
 
     def run_leg(self, leg: Leg, timeout_factor: float = 4.0) -> Pose2D:
-        """Drive one leg; slows down near its end; returns the odometry pose after it."""
-        start = self.pose()
-        travelled = turned = 0.0
-        last_yaw = start.yaw
-        nominal = abs(leg.distance) / self.speed + abs(leg.angle) / self.turn_rate
-        deadline = time.monotonic() + 5.0 + timeout_factor * nominal
-        while True:
-            pose = self.pose()
-            turned += wrap_angle(pose.yaw - last_yaw)
-            last_yaw = pose.yaw
-            travelled = math.hypot(pose.x - start.x, pose.y - start.y)
-            if leg.angle:
-                left = abs(leg.angle) - abs(turned)
-                w = math.copysign(min(self.turn_rate, max(0.05, 1.5 * left)), leg.angle)
-                if left <= 0.005:
-                    break
-                self._publish(0.0, w)
-            else:
-                left = abs(leg.distance) - travelled
-                v = math.copysign(min(self.speed, max(0.05, 1.0 * left)), leg.distance)
-                if left <= 0.005:
-                    break
-                self._publish(v, 0.0)
+        """Drive one leg, slowing down near its end; returns the odometry pose at rest after."""
+        ctl = LegController(leg, self.pose(), self.gains)
+        deadline = time.monotonic() + 10.0 + timeout_factor * ctl.nominal_time()
+        while (command := ctl.update(self.pose())) is not None:
+            self._publish(*command)
             if time.monotonic() > deadline:
+                self.stop()
                 raise MissionError(f"leg '{leg.describe()}' made no progress in time "
-                                   f"(travelled {travelled:.2f} m, turned "
-                                   f"{math.degrees(turned):.0f} deg)")
-        for _ in range(5):
-            self._publish(0.0, 0.0)
-        return self.pose()
+                                   f"(travelled {ctl.travelled:.2f} m, turned "
+                                   f"{math.degrees(ctl.turned):.0f} deg)")
+        return self.stop()
 
     def run(self, legs: Sequence[Leg],
             after_leg: Callable[[int, Leg, Pose2D], None] | None = None) -> Pose2D:
@@ -112,39 +118,3 @@ class LegDriver:
             if after_leg is not None:
                 after_leg(i, leg, pose)
         return pose
-
-
-def route(scale: float = 1.0) -> list[Leg]:
-    """The first simulated mission's route out of the depot: a loop with left and right turns."""
-    s = scale
-    return [Leg(distance=8 * s), Leg(angle=math.pi / 2), Leg(distance=5 * s),
-            Leg(angle=-math.pi / 2), Leg(distance=6 * s), Leg(angle=math.pi),
-            Leg(distance=6 * s)]
-
-
-def to_map(origin: Pose2D, pose: Pose2D) -> Pose2D:
-    """An odometry pose expressed in the map frame, odometry having started at `origin`."""
-    c, s = math.cos(origin.yaw), math.sin(origin.yaw)
-    return Pose2D(origin.x + c * pose.x - s * pose.y, origin.y + s * pose.x + c * pose.y,
-                  wrap_angle(origin.yaw + pose.yaw))
-
-
-@dataclass
-class Comparison:
-    """Odometry against ground truth after a drive."""
-
-    distance: float  # m driven, from ground truth
-    position_error: float  # m, odometry (in map) to truth
-    heading_error: float  # rad
-
-    @property
-    def drift_percent(self) -> float:
-        """Position error per distance driven, %."""
-        return 100.0 * self.position_error / self.distance if self.distance > 0 else 0.0
-
-
-def compare(origin: Pose2D, odom: Pose2D, truth: Pose2D, distance: float) -> Comparison:
-    """How far odometry (started at `origin` in the map) is from the truth."""
-    est = to_map(origin, odom)
-    return Comparison(distance, math.hypot(est.x - truth.x, est.y - truth.y),
-                      abs(wrap_angle(est.yaw - truth.yaw)))

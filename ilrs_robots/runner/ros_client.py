@@ -41,10 +41,12 @@ class Inbox(Generic[M]):
         self._lock = threading.Lock()
         self._items: list[tuple[float, M]] = []
         self._keep = keep
+        self._received = 0
 
     def put(self, msg: M) -> None:
         """Store a message (called by the subscription)."""
         with self._lock:
+            self._received += 1
             self._items.append((time.monotonic(), msg))
             if len(self._items) > self._keep:
                 del self._items[: len(self._items) - self._keep]
@@ -64,6 +66,22 @@ class Inbox(Generic[M]):
         """The newest message, if any."""
         with self._lock:
             return self._items[-1][1] if self._items else None
+
+    @property
+    def received(self) -> int:
+        """How many messages arrived in all (kept or not, cleared or not)."""
+        with self._lock:
+            return self._received
+
+    def next_after(self, count: int, timeout: float = 10.0) -> tuple[M, int] | None:
+        """The newest message once more than `count` arrived in all, with the new count;
+        None at timeout. Pass the count back in to wait for the next fresh message."""
+        def fresh() -> tuple[M, int] | None:
+            with self._lock:
+                if self._received > count and self._items:
+                    return self._items[-1][1], self._received
+            return None
+        return wait_until(fresh, timeout, period=0.005)
 
     def clear(self) -> None:
         """Forget what arrived so far."""
