@@ -5,24 +5,38 @@ The packet-serial transactions themselves go through the manufacturer's library
 CRC and timeout counters per controller, ACK checking, detection of a vanished port, and
 reopening with exponential backoff. Our own codec in `protocols/roboclaw.py` serves the
 firmware emulator, so the two implementations check each other.
+
+Every connection is checked before it is trusted:
+
+- the port is opened exclusively (flock, as pyserial's ``exclusive=True``): a port another
+  process holds raises :class:`PortBusy`, naming the holder;
+- each controller is identified (firmware version, command 21) before it gets any write, and
+  its serial timeout (command 14) is set so that it stops its motors by itself when the host
+  dies; a port where no controller answers as a RoboClaw is refused (closed again, retried
+  with backoff), so nothing but version requests is ever written to an unrelated device;
+- a write can carry a guard, checked in the bus turn right before the bytes go out, so a
+  command computed before an emergency stop is dropped rather than sent after it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import serial
 from basicmicro import Basicmicro
 from basicmicro.exceptions import BasicmicroError, CommunicationError
 
 from ilrs_robots.drivers.backoff import Backoff
+from ilrs_robots.protocols.roboclaw import Cmd, serial_timeout_tenths
 
 # The library logs every failed attempt; failures are counted and reported on diagnostics.
 logging.getLogger("basicmicro").setLevel(logging.CRITICAL)
@@ -32,6 +46,20 @@ ACK = 0xFF
 
 class LinkLost(ConnectionError):
     """The serial port is gone (unplugged, closed by the device, or not there)."""
+
+
+class PortBusy(LinkLost):
+    """Another process holds the serial port (an exclusive lock on it)."""
+
+    def __init__(self, port: str, holders: list[tuple[int, str]]) -> None:
+        who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders) or "another process"
+        super().__init__(f"serial port {port} is in use by {who}")
+        self.port = port
+        self.holders = holders
+
+
+class NotIdentified(LookupError):
+    """A write to a controller that has not been identified on this connection."""
 
 
 class NoReply(TimeoutError):
@@ -67,6 +95,98 @@ def _signed32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+    return text[:120] or "?"
+
+
+def port_holders(port: str) -> list[tuple[int, str]]:
+    """Processes (pid, command line) holding a lock on `port`, else those with it open (Linux).
+
+    The lock holders come from /proc/locks; when none is found, every process with a file
+    descriptor on the device is listed (those of other users are invisible).
+    """
+    try:
+        st = os.stat(port)
+    except OSError:
+        return []
+    me = os.getpid()
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids: list[int] = []
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
+                    pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else -1
+                    if pid > 0 and pid != me and pid not in pids:
+                        pids.append(pid)
+    except OSError:
+        pass
+    if not pids:
+        target = os.path.realpath(port)
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            try:
+                fds = os.listdir(f"/proc/{entry}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") == target:
+                        pids.append(int(entry))
+                        break
+                except OSError:
+                    continue
+    return [(pid, _command_line(pid)) for pid in pids]
+
+
+class FaultLog:
+    """Logs faults as they happen, at most once per `period` per kind of fault.
+
+    `sink(level, message)` gets level "info", "warning" or "error". A kind that was cleared
+    (the fault went away) is logged at once the next time it happens.
+    """
+
+    def __init__(self, sink: Callable[[str, str], None] | None = None, period: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink = sink
+        self.period = period
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def report(self, level: str, kind: str, message: str) -> bool:
+        """Log `message` unless the same kind was logged within `period`; True if logged."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self.period:
+                return False
+            self._last[kind] = now
+        if self.sink is not None:
+            try:
+                self.sink(level, message)
+            except Exception:  # noqa: BLE001 - a failing log must not stop the caller
+                logging.getLogger(__name__).exception("logging a fault failed: %s", message)
+        return True
+
+    def active(self, kind: str) -> bool:
+        """True if this kind was reported and not cleared since."""
+        with self._lock:
+            return kind in self._last
+
+    def clear(self, kind: str) -> bool:
+        """The fault went away; True if it had been reported."""
+        with self._lock:
+            return self._last.pop(kind, None) is not None
+
+
 class _CountingClient(Basicmicro):
     """basicmicro's client, counting CRC mismatches and checking that writes get 0xFF."""
 
@@ -77,10 +197,39 @@ class _CountingClient(Basicmicro):
         self.attempts = 0
 
     def Open(self) -> bool:  # noqa: D102 - library API
-        ok = super().Open()
-        if ok:
-            self._port.timeout = self.request_timeout  # the library opens with 1 s
-        return ok
+        self.connect()
+        return True
+
+    def connect(self) -> None:
+        """Open the port exclusively, as the library would but with a lock and our timeout.
+
+        Raises PortBusy when another process holds the port, LinkLost when it cannot be opened.
+        """
+        self.close()
+        try:
+            port = serial.Serial(port=self.comport, baudrate=self.rate,
+                                 timeout=self.request_timeout, write_timeout=0.5,
+                                 inter_byte_timeout=self.timeout, bytesize=serial.EIGHTBITS,
+                                 parity=serial.PARITY_NONE, stopbits=serial.STOPBITS_ONE,
+                                 exclusive=True)
+        except serial.SerialException as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise PortBusy(self.comport, port_holders(self.comport)) from exc
+            raise LinkLost(f"cannot open serial port {self.comport}: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise LinkLost(f"cannot open serial port {self.comport}: {exc}") from exc
+        try:
+            port.reset_input_buffer()
+            port.reset_output_buffer()
+        except (OSError, termios.error, serial.SerialException) as exc:
+            port.close()
+            raise LinkLost(f"serial port {self.comport} failed: {exc}") from exc
+        self._port = port
+        self._connected = True
+
+    def set_serial_timeout(self, address: int, tenths: int) -> bool:
+        """Command 14 with the exact byte (the library truncates seconds * 10)."""
+        return self._write(address, int(Cmd.SET_SERIAL_TIMEOUT), tenths, types=["byte"])
 
     def _sendcommand(self, address: int, command: int) -> None:
         self.attempts += 1
@@ -112,19 +261,33 @@ class _CountingClient(Basicmicro):
 
 
 class RoboClawBus:
-    """One serial port with several RoboClaws on it. Thread-safe: one transaction at a time."""
+    """One serial port with several RoboClaws on it. Thread-safe: one transaction at a time.
+
+    `addresses` are the controllers expected on the bus: each is identified on every
+    (re)connect, and its serial timeout set to `serial_timeout` seconds (0.1 s steps; None
+    leaves the controller's own setting). A connection where none of them answers is refused.
+    """
 
     def __init__(self, port: str, baud: int = 115200, timeout: float = 0.02, retries: int = 2,
                  backoff_min: float = 0.2, backoff_max: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 addresses: Sequence[int] = (), serial_timeout: float | None = 0.3,
+                 faults: FaultLog | None = None) -> None:
         self.port = port
         self.baud = baud
         self.timeout = timeout
         self.retries = retries
+        self.addresses = list(addresses)
+        self.serial_timeout_tenths = (None if serial_timeout is None
+                                      else serial_timeout_tenths(serial_timeout))
+        self.faults = faults or FaultLog()
         self.counters: dict[int, LinkCounters] = {}
+        self.identified: dict[int, str] = {}  # address -> firmware, on this connection
         self.reconnects = 0
+        self.refused = 0  # connections refused: nothing answered as a RoboClaw
         self.last_error = ""
         self._client: _CountingClient | None = None
+        self._trusted = False  # an identified RoboClaw answered on this connection
         self._lock = threading.Lock()  # guards the client; held for one transaction
         self._turns = threading.Condition()
         self._busy = False
@@ -135,41 +298,71 @@ class RoboClawBus:
     # -- connection -------------------------------------------------------------------------
     @property
     def is_open(self) -> bool:
-        """True while the port is open."""
+        """True while the port is open and a RoboClaw on it was identified."""
         client = self._client
-        return client is not None and client.is_connected
+        return client is not None and self._trusted and client.is_connected
 
     def open(self) -> None:
-        """Open the port now; raise LinkLost if it cannot be opened."""
+        """Open the port and identify the controllers now.
+
+        Raises PortBusy if another process holds the port, LinkLost if it cannot be opened or
+        nothing on it answers as a RoboClaw.
+        """
         with self._lock:
             self._open_locked()
+        self._accept()
 
     def _open_locked(self) -> None:
+        self._trusted = False
+        self.identified = {}
         if not os.path.exists(self.port):
             raise LinkLost(f"serial port {self.port} does not exist")
         client = _CountingClient(self.port, self.baud, self.timeout, self.retries)
-        if not client.Open():
-            raise LinkLost(f"cannot open serial port {self.port}")
+        client.connect()
         self._client = client
+
+    def _accept(self) -> None:
+        """Identify the expected controllers; refuse the port if none answers as a RoboClaw."""
+        silent = []
+        for address in self.addresses:
+            try:
+                self.identify(address, trusted_only=False)
+            except NoReply:
+                silent.append(address)
+        if self.addresses and len(silent) == len(self.addresses):
+            with self._lock:
+                self._drop_locked()
+            self.refused += 1
+            names = ", ".join(str(a) for a in silent)
+            raise LinkLost(f"refused serial port {self.port}: no RoboClaw answered a firmware "
+                           f"version request (addresses {names})")
+        self._trusted = True
         if self._ever_opened:
             self.reconnects += 1
         self._ever_opened = True
         self._backoff.succeeded()
 
     def ensure_open(self) -> bool:
-        """Reopen a lost port when its backoff delay has passed; True if the port is open."""
+        """Reopen a lost port when its backoff delay has passed; True if the port is open.
+
+        Raises PortBusy (after closing) when another process holds the port: the caller
+        decides whether that ends it or it retries.
+        """
         if self.is_open:
             return True
         if not self._backoff.ready():
             return False
-        with self._lock:
-            try:
-                self._open_locked()
-                return True
-            except LinkLost as exc:
-                self.last_error = str(exc)
-                self._backoff.failed()
-                return False
+        try:
+            self.open()
+            return True
+        except PortBusy as exc:
+            self.last_error = str(exc)
+            self._backoff.failed()
+            raise
+        except LinkLost as exc:
+            self.last_error = str(exc)
+            self._backoff.failed()
+            return False
 
     def close(self) -> None:
         """Close the port (idempotent)."""
@@ -183,6 +376,8 @@ class RoboClawBus:
             except Exception:  # noqa: BLE001 - closing a dead port may fail any way it likes
                 pass
         self._client = None
+        self._trusted = False
+        self.identified = {}
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
@@ -206,12 +401,21 @@ class RoboClawBus:
                 self._turns.notify_all()
 
     def _transact(self, address: int, what: str, call: Callable[[Basicmicro], Any],
-                  urgent: bool = False) -> Any:
-        """Run one library call for `address`, classifying every failure."""
+                  urgent: bool = False, *, guard: Callable[[], bool] | None = None,
+                  motion: bool = False, trusted_only: bool = True) -> Any:
+        """Run one library call for `address`, classifying every failure.
+
+        `guard` is called in the bus turn right before the call: False drops the call (returns
+        None, nothing written). A `motion` call needs an identified controller.
+        """
         with self._turn(urgent), self._lock:
             client = self._client
-            if client is None or not client.is_connected:
+            if client is None or not client.is_connected or (trusted_only and not self._trusted):
                 raise LinkLost(f"serial port {self.port} is not open")
+            if motion and address not in self.identified:
+                raise NotIdentified(f"RoboClaw {address} is not identified on {self.port}")
+            if guard is not None and not guard():
+                return None
             counters = self.counters.setdefault(address, LinkCounters())
             attempts0, crc0 = client.attempts, client.crc_errors
             try:
@@ -254,27 +458,61 @@ class RoboClawBus:
         return _signed32(reply[1]), _signed32(reply[2])
 
     def drive(self, address: int, accel: int, speed_m1: int, speed_m2: int,
-              urgent: bool = False) -> None:
+              urgent: bool = False, guard: Callable[[], bool] | None = None) -> bool:
         """Both motors to signed speeds (counts/s) with an acceleration (counts/s^2), cmd 40.
 
-        `urgent` puts the command before any poll waiting for the bus.
+        `urgent` puts the command before any poll waiting for the bus. `guard`, checked in the
+        bus turn just before writing, may drop the command: False then. Raises NotIdentified
+        for a controller not identified on this connection.
         """
-        self._transact(address, "mixed speed command",
-                       lambda c: c.SpeedAccelM1M2(address, accel, speed_m1, speed_m2), urgent)
+        result = self._transact(address, "mixed speed command",
+                                lambda c: c.SpeedAccelM1M2(address, accel, speed_m1, speed_m2),
+                                urgent, guard=guard, motion=True)
+        return result is not None
 
     def duty(self, address: int, duty_m1: int, duty_m2: int) -> None:
         """Open-loop duty of M1 and M2, -32767..32767 (commands 32, 33)."""
-        self._transact(address, "duty M1", lambda c: c.DutyM1(address, duty_m1))
-        self._transact(address, "duty M2", lambda c: c.DutyM2(address, duty_m2))
+        self._transact(address, "duty M1", lambda c: c.DutyM1(address, duty_m1), motion=True)
+        self._transact(address, "duty M2", lambda c: c.DutyM2(address, duty_m2), motion=True)
 
     def reset_encoders(self, address: int) -> None:
         """Zero both encoders (command 20)."""
         self._transact(address, "reset encoders", lambda c: c.ResetEncoders(address))
 
-    def read_version(self, address: int) -> str:
+    def read_version(self, address: int, trusted_only: bool = True) -> str:
         """Firmware version string (command 21)."""
-        result = self._transact(address, "read version", lambda c: c.ReadVersion(address))
+        result = self._transact(address, "read version", lambda c: c.ReadVersion(address),
+                                trusted_only=trusted_only)
         return str(result[1]).strip()
+
+    def identify(self, address: int, trusted_only: bool = True) -> str:
+        """Read the firmware version, set the serial timeout; from then on `address` may move.
+
+        Raises NoReply if the controller does not answer as a RoboClaw, LinkLost if the port
+        fails. Returns the firmware version.
+        """
+        version = self.read_version(address, trusted_only)
+        if not version:
+            raise NoReply(address, "read version (empty version string)")
+        tenths = self.serial_timeout_tenths
+        if tenths is not None:
+            self._transact(address, "set serial timeout",
+                           lambda c: c.set_serial_timeout(address, tenths),
+                           trusted_only=trusted_only)
+        with self._lock:
+            if self._client is not None:
+                self.identified[address] = version
+        return version
+
+    def forget(self, address: int) -> None:
+        """`address` must be identified again before its next motion command (it was lost)."""
+        with self._lock:
+            self.identified.pop(address, None)
+
+    def read_serial_timeout(self, address: int) -> float:
+        """The controller's serial timeout in seconds (command 15; 0: off)."""
+        result = self._transact(address, "read serial timeout", lambda c: c.GetTimeout(address))
+        return float(result[1])
 
     def read_health(self, address: int) -> Health:
         """Battery, temperature, currents and status bits (commands 24, 82, 49, 90)."""

@@ -1,24 +1,34 @@
 """The control loop of a skid-steer base on a RoboClaw bus, without ROS.
 
-A thread polls encoders and speeds of every controller, refreshes the wheel speed commands,
-integrates odometry and reads the controllers' health now and then. Commands are written as
-soon as they arrive (between two bus transactions), so a cmd_vel reaches the motors within one
+One thread, the control thread, is the only one that writes motion commands. It polls encoders
+and speeds of every controller, refreshes the wheel speed commands, integrates odometry and
+reads the controllers' health now and then. `command()` only sets the targets and wakes it: it
+writes them at once (between two bus transactions), so a cmd_vel reaches the motors within one
 transaction, not one cycle. Safety rules live here, where they can be tested against the
 firmware emulator:
 
 - no command for `cmd_timeout`, a latched estop, or a lost controller: wheels stopped;
+- an estop goes to the bus at once, ahead of any poll waiting for it, from the caller's thread;
+  every stop that must win (estop, hold) bumps a generation, and a move command is written only
+  if the generation it was computed in is still current when its bus turn comes, so no move
+  follows the stop of a latched estop;
 - after an estop is released or a lost controller (or port) comes back, the wheels stay
   stopped until a fresh command arrives;
-- a NaN, infinite or absurd command is rejected (CommandRejected), never sent.
+- a NaN, infinite or absurd command is rejected (CommandRejected), never sent;
+- only a serial-link failure closes the port; any other fault of a cycle (a publish callback
+  that raises) is logged and counted.
 """
 
 from __future__ import annotations
 
 import math
+import termios
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+
+import serial
 
 from ilrs_robots.core.drive_config import Wheel
 from ilrs_robots.core.geometry import Pose2D
@@ -33,7 +43,18 @@ from ilrs_robots.core.kinematics import (
     twist_to_wheel_speeds,
     wheel_speeds_to_twist,
 )
-from ilrs_robots.drivers.roboclaw import Health, LinkLost, NoReply, RoboClawBus
+from ilrs_robots.drivers.roboclaw import (
+    FaultLog,
+    Health,
+    LinkLost,
+    NoReply,
+    NotIdentified,
+    PortBusy,
+    RoboClawBus,
+)
+
+# Errors of the serial link itself: only these close the port.
+LINK_ERRORS = (LinkLost, OSError, termios.error, serial.SerialException)
 
 
 @dataclass
@@ -69,6 +90,7 @@ class BaseState:
     cycles: int
     distance: float = 0.0
     notes: list[str] = field(default_factory=list)
+    cycle_errors: int = 0  # cycles (or publish callbacks) that raised, not link faults
 
     @property
     def link_ok(self) -> bool:
@@ -83,7 +105,8 @@ class SkidSteerBase:
                  limits: DriveLimits, cmd_timeout: float = 0.5, rate: float = 50.0,
                  health_period: float = 0.5, lost_after: int = 3,
                  on_cycle: Callable[[BaseState], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 faults: FaultLog | None = None) -> None:
         if not wheels or not any(w.left for w in wheels) or all(w.left for w in wheels):
             raise ValueError("a skid-steer base needs wheels on both sides")
         self.bus = bus
@@ -95,22 +118,31 @@ class SkidSteerBase:
         self.health_period = health_period
         self.lost_after = lost_after
         self.on_cycle = on_cycle
+        self.faults = faults or bus.faults
         self._clock = clock
         self.addresses = sorted({w.address for w in wheels})
+        if not bus.addresses:
+            bus.addresses = list(self.addresses)
         self.controllers = {a: ControllerState(a) for a in self.addresses}
         self.odometry = WheelOdometry(geometry.track_width)
         self._lock = threading.Lock()
-        self._targets: dict[int, tuple[int, int]] = {a: (0, 0) for a in self.addresses}
+        self._targets: dict[int, tuple[int, int]] = self._zero()
         self._last_cmd = -math.inf
         self._estop = False
         self._hold = True  # nothing moves before a first command
+        self._generation = 0  # bumped by every stop a queued move must not overtake
+        self._pending = False  # new targets wait for the control thread
+        self._wake = threading.Event()
         self._rejected = 0
         self._last_counts: dict[tuple[int, int], int] = {}
         self._last_count_time = 0.0
         self._health_next = 0.0
         self._health_index = 0
+        self._connection_seen: RoboClawBus | None = None
         self._reconnects_seen = 0
+        self._port_was_open = False
         self._cycles = 0
+        self.cycle_errors = 0
         self._state: BaseState | None = None
         self.last_exception = ""
         self._stop = threading.Event()
@@ -118,13 +150,17 @@ class SkidSteerBase:
 
     # -- commands (any thread) ------------------------------------------------------------
     def command(self, linear: float, angular: float, others: tuple[float, ...] = ()) -> bool:
-        """Follow a body twist. Raises CommandRejected for a bad one; False if held stopped."""
+        """Follow a body twist. Raises CommandRejected for a bad one; False if held stopped.
+
+        No I/O here: the control thread writes the new targets as soon as it can.
+        """
+        limits = self.limits
         try:
-            check_twist(linear, angular, self.limits, others)
+            check_twist(linear, angular, limits, others)
         except ValueError:
             self._rejected += 1
             raise
-        linear, angular = limit_twist(linear, angular, self.geometry, self.limits)
+        linear, angular = limit_twist(linear, angular, self.geometry, limits)
         left, right = twist_to_wheel_speeds(linear, angular, self.geometry)
         targets = self._wheel_targets(left, right)
         with self._lock:
@@ -133,89 +169,223 @@ class SkidSteerBase:
                 return False
             self._hold = False
             self._targets = targets
-        self._send(targets, self._accel(self.limits.max_accel), urgent=True)
+            self._pending = True
+        self._wake.set()
         return True
 
     def set_estop(self, engaged: bool) -> None:
-        """Latch or release the emergency stop. Releasing does not restart the wheels."""
+        """Latch or release the emergency stop. Releasing does not restart the wheels.
+
+        Latching writes the stop from this thread at once, ahead of any queued poll; moves
+        computed before it are dropped in their bus turn.
+        """
         with self._lock:
             if engaged == self._estop:
                 return
             self._estop = engaged
-            self._hold = True
-            self._targets = {a: (0, 0) for a in self.addresses}
+            self._stop_locked()
         if engaged:
-            self._send(self._targets, self._accel(self.limits.stop_accel), urgent=True)
+            self._send(self._zero(), self._accel(self.limits.stop_accel), urgent=True)
+        self._wake.set()
+
+    def reconfigure(self, *, max_linear: float | None = None, max_angular: float | None = None,
+                    max_wheel_speed: float | None = None, max_accel: float | None = None,
+                    stop_accel: float | None = None, cmd_timeout: float | None = None,
+                    rate: float | None = None, health_period: float | None = None) -> None:
+        """Change limits, timeouts and rates while running (thread-safe; None: unchanged).
+
+        New limits apply to the next command; the running motion keeps its targets until then.
+        """
+        changes = {k: v for k, v in (("max_linear", max_linear), ("max_angular", max_angular),
+                                     ("max_wheel_speed", max_wheel_speed),
+                                     ("max_accel", max_accel), ("stop_accel", stop_accel))
+                   if v is not None}
+        with self._lock:
+            if changes:
+                self.limits = replace(self.limits, **changes)
+            if cmd_timeout is not None:
+                self.cmd_timeout = cmd_timeout
+            if rate is not None:
+                self.period = 1.0 / rate
+            if health_period is not None:
+                self.health_period = health_period
+        self._wake.set()
 
     # -- the loop -------------------------------------------------------------------------
     def start(self) -> None:
-        """Open the port (if it is there) and start the control thread."""
+        """Open the port (if it is there) and start the control thread.
+
+        Raises PortBusy if another process holds the port.
+        """
         self.bus.ensure_open()
-        if self.bus.is_open:
-            self._identify()
         self._thread = threading.Thread(target=self._run, name="skid_steer_base", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Stop the wheels, stop the thread and close the port."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        self._send({a: (0, 0) for a in self.addresses}, self._accel(self.limits.stop_accel))
+        with self._lock:
+            self._stop_locked()
+        try:
+            self._send(self._zero(), self._accel(self.limits.stop_accel))
+        except LINK_ERRORS:
+            pass
         self.bus.close()
 
     def state(self) -> BaseState | None:
         """The latest snapshot (None before the first cycle)."""
         return self._state
 
+    def cycle_period(self) -> float:
+        """Seconds between cycles: 1 / rate, but short enough to keep the controllers' serial
+        timeout from firing while the host is alive (three cycles per timeout)."""
+        tenths = self.bus.serial_timeout_tenths
+        if tenths:
+            return min(self.period, tenths / 30.0)
+        return self.period
+
     def _run(self) -> None:
         next_time = self._clock()
         while not self._stop.is_set():
-            try:
-                self.cycle()
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one fault
-                self.last_exception = f"{type(exc).__name__}: {exc}"
-                self.bus.close()  # start again from a clean port
-            next_time += self.period
-            delay = next_time - self._clock()
-            if delay < -self.period:  # fell behind (a slow bus): do not try to catch up
-                next_time = self._clock()
-            elif delay > 0:
-                self._stop.wait(delay)
+            self._guarded(self.cycle)
+            period = self.cycle_period()
+            next_time += period
+            while not self._stop.is_set():  # serve fresh commands until the next cycle
+                delay = next_time - self._clock()
+                if delay < -period:  # fell behind (a slow bus): do not try to catch up
+                    next_time = self._clock()
+                    break
+                if delay <= 0:
+                    break
+                if self._wake.wait(delay):
+                    self._wake.clear()
+                    self._guarded(self._flush)
+
+    def _guarded(self, step: Callable[[], object]) -> None:
+        """Run one step; a link fault closes the port, anything else is logged and counted."""
+        try:
+            step()
+        except LINK_ERRORS as exc:
+            self.last_exception = f"{type(exc).__name__}: {exc}"
+            self.bus.close()  # start again from a clean port
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive any one fault
+            self.cycle_errors += 1
+            self.last_exception = f"{type(exc).__name__}: {exc}"
+            self.faults.report("error", "cycle", f"control cycle failed (the port stays open, "
+                               f"{self.cycle_errors} so far): {self.last_exception}")
 
     def cycle(self) -> BaseState:
         """One control cycle: reconnect if needed, poll, command, integrate, report."""
         now = self._clock()
         notes: list[str] = []
-        if not self.bus.ensure_open():
+        if not self._connect(notes):
             for c in self.controllers.values():
                 c.answering = False
                 c.error = self.bus.last_error or "serial port closed"
             with self._lock:
-                self._hold = True
-                self._targets = {a: (0, 0) for a in self.addresses}
+                self._stop_locked()
             self._last_counts.clear()
             return self._publish(now, port_open=False, odometry_ok=False, notes=notes)
-        if self.bus.reconnects != self._reconnects_seen:
-            self._reconnects_seen = self.bus.reconnects
-            notes.append("serial port reopened: wheels held until a fresh command")
-            self._identify()
         fresh = self._poll()
         lost = [a for a in self.addresses if not self.controllers[a].answering]
-        timed_out = now - self._last_cmd > self.cmd_timeout
         with self._lock:
-            if lost:
-                self._hold = True
+            timed_out = now - self._last_cmd > self.cmd_timeout
+            if lost and not self._hold:
+                self._stop_locked()
             stopped = self._estop or self._hold or timed_out
-            targets = {a: (0, 0) for a in self.addresses} if stopped else dict(self._targets)
-        accel = self.limits.stop_accel if stopped else self.limits.max_accel
-        self._send(targets, self._accel(accel))
+            targets = self._zero() if stopped else dict(self._targets)
+            generation = self._generation
+            self._pending = False
+            accel = self.limits.stop_accel if stopped else self.limits.max_accel
+        self._send(targets, self._accel(accel),
+                   guard=None if stopped else self._still(generation))
         self._read_health(now)
         odometry_ok = self._integrate(fresh, now)
         return self._publish(now, port_open=self.bus.is_open, odometry_ok=odometry_ok,
                              notes=notes, timed_out=timed_out)
 
     # -- helpers --------------------------------------------------------------------------
+    def _zero(self) -> dict[int, tuple[int, int]]:
+        return {a: (0, 0) for a in self.addresses}
+
+    def _stop_locked(self) -> None:
+        """Hold the wheels stopped until a fresh command; queued moves are dropped (lock held)."""
+        self._hold = True
+        self._targets = self._zero()
+        self._generation += 1
+        self._pending = False
+
+    def _still(self, generation: int) -> Callable[[], bool]:
+        """A guard: True while no stop happened since `generation` was read."""
+        return lambda: (self._generation == generation and not self._estop
+                        and not self._hold)
+
+    def _flush(self) -> None:
+        """Write targets that arrived since the last write (control thread)."""
+        with self._lock:
+            if not self._pending:
+                return
+            self._pending = False
+            if self._estop or self._hold:
+                return
+            targets, generation = dict(self._targets), self._generation
+            accel = self.limits.max_accel
+        self._send(targets, self._accel(accel), urgent=True, guard=self._still(generation))
+
+    def _connect(self, notes: list[str]) -> bool:
+        """Open the port if needed; log faults and reconnects; False while it is closed."""
+        bus = self.bus
+        try:
+            ok = bus.ensure_open()
+        except PortBusy as exc:
+            ok = False
+            self.faults.report("error", f"port:{exc}", f"{exc}: wheels stopped, retrying")
+        if not ok:
+            if self._port_was_open:
+                self._port_was_open = False
+                self.faults.report("error", "port lost",
+                                   f"serial port {bus.port} lost ({bus.last_error}): wheels "
+                                   f"stopped, reconnecting")
+            elif bus.last_error:
+                self.faults.report("error", f"port:{bus.last_error}",
+                                   f"{bus.last_error}: wheels stopped, retrying")
+            return False
+        if not self._port_was_open:
+            self._port_was_open = True
+            self.faults.clear("port lost")
+        if self._connection_seen is None or bus.reconnects != self._reconnects_seen:
+            self._new_connection(notes)
+        return True
+
+    def _new_connection(self, notes: list[str]) -> None:
+        bus = self.bus
+        first = self._connection_seen is None
+        self._connection_seen = bus
+        self._reconnects_seen = bus.reconnects
+        with self._lock:
+            self._stop_locked()
+        self._last_counts.clear()
+        for address, c in self.controllers.items():
+            c.firmware = bus.identified.get(address, c.firmware)
+            c.answering = address in bus.identified
+            c.error = "" if c.answering else "no answer to a firmware version request"
+            if not c.answering:
+                self.faults.report("error", f"controller {address}",
+                                   f"RoboClaw {address} on {bus.port} does not answer: "
+                                   f"wheels stopped")
+        versions = ", ".join(f"{a}: {v}" for a, v in sorted(bus.identified.items()))
+        if first:
+            self.faults.report("info", "connected", f"serial port {bus.port} open; RoboClaws "
+                               f"{versions}")
+        else:
+            note = (f"serial port {bus.port} reopened (reconnect {bus.reconnects}; RoboClaws "
+                    f"{versions}): wheels held until a fresh command")
+            notes.append(note)
+            self.faults.report("warning", f"reconnect {bus.reconnects}", note)
+
     def _link_healthy(self) -> bool:
         return self.bus.is_open and all(c.answering for c in self.controllers.values())
 
@@ -229,11 +399,14 @@ class SkidSteerBase:
             speeds[w.address][w.channel - 1] = rad_per_s_to_counts(rad, self.geometry)
         return {a: (s[0], s[1]) for a, s in speeds.items()}
 
-    def _send(self, targets: dict[int, tuple[int, int]], accel: int,
-              urgent: bool = False) -> None:
+    def _send(self, targets: dict[int, tuple[int, int]], accel: int, urgent: bool = False,
+              guard: Callable[[], bool] | None = None) -> None:
         for address, (m1, m2) in targets.items():
             try:
-                self.bus.drive(address, accel, m1, m2, urgent)
+                if not self.bus.drive(address, accel, m1, m2, urgent, guard):
+                    return  # the guard dropped it: a stop overtook this command
+            except NotIdentified:
+                continue
             except NoReply as exc:
                 self._mark_failure(address, str(exc))
             except LinkLost:
@@ -244,21 +417,32 @@ class SkidSteerBase:
         state = self.controllers[address]
         state.error = error
         if counters is None or counters.consecutive_failures >= self.lost_after:
+            if state.answering:
+                self.faults.report("error", f"controller {address}",
+                                   f"RoboClaw {address} on {self.bus.port} stopped answering "
+                                   f"({error}): wheels stopped")
             state.answering = False
-
-    def _identify(self) -> None:
-        for address in self.addresses:
-            try:
-                self.controllers[address].firmware = self.bus.read_version(address)
-            except (NoReply, LinkLost):
-                pass
+            self.bus.forget(address)  # identified again before it may move
 
     def _poll(self) -> dict[tuple[int, int], int]:
-        """Read encoders and speeds of every controller; the counts that arrived."""
+        """Read encoders and speeds of every controller; the counts that arrived.
+
+        A controller not identified on this connection is asked its firmware version instead.
+        """
         fresh: dict[tuple[int, int], int] = {}
         for address in self.addresses:
             state = self.controllers[address]
+            self._flush()
             try:
+                if address not in self.bus.identified:
+                    state.firmware = self.bus.identify(address)
+                    self.faults.report("warning", f"controller {address} back",
+                                       f"RoboClaw {address} answers again ({state.firmware}): "
+                                       f"wheels held until a fresh command")
+                    self.faults.clear(f"controller {address} back")
+                    with self._lock:
+                        self._stop_locked()
+                    self.faults.clear(f"controller {address}")
                 state.encoders = self.bus.read_encoders(address)
                 state.speeds = self.bus.read_speeds(address)
             except NoReply as exc:
@@ -340,10 +524,18 @@ class SkidSteerBase:
             controllers=[replace(c) for c in self.controllers.values()],
             estop=self._estop, command_timed_out=timed_out, holding=self._hold,
             port_open=port_open, odometry_ok=odometry_ok, rejected_commands=self._rejected,
-            cycles=self._cycles, distance=self.odometry.distance, notes=notes)
+            cycles=self._cycles, distance=self.odometry.distance, notes=notes,
+            cycle_errors=self.cycle_errors)
         self._state = state
         if self.on_cycle is not None:
-            self.on_cycle(state)
+            try:
+                self.on_cycle(state)
+            except Exception as exc:  # noqa: BLE001 - a publish fault is not a link fault
+                self.cycle_errors += 1
+                self.last_exception = f"{type(exc).__name__}: {exc}"
+                self.faults.report("error", "on_cycle",
+                                   f"publishing the base state failed ({self.cycle_errors} "
+                                   f"cycle errors so far): {self.last_exception}")
         return state
 
 
@@ -379,7 +571,8 @@ def assess(state: BaseState, bus: RoboClawBus, last_exception: str = "") -> list
                     ("odometry_ok", state.odometry_ok),
                     ("rejected_commands", state.rejected_commands),
                     ("x", f"{state.pose.x:.3f}"), ("y", f"{state.pose.y:.3f}"),
-                    ("yaw", f"{state.pose.yaw:.4f}"), ("last_exception", last_exception)]
+                    ("yaw", f"{state.pose.yaw:.4f}"), ("cycle_errors", state.cycle_errors),
+                    ("refused_connections", bus.refused), ("last_exception", last_exception)]
     reports = [drive]
     for c in state.controllers:
         counters = bus.counters.get(c.address)

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from tf2_msgs.msg import TFMessage
 
 from ilrs_interfaces.msg import BaseStatus, MotorControllerStatus
 from ilrs_robots.core.kinematics import CommandRejected, DriveLimits, SkidSteerGeometry
-from ilrs_robots.drivers.roboclaw import RoboClawBus
+from ilrs_robots.drivers.roboclaw import FaultLog, PortBusy, RoboClawBus
 from ilrs_robots.drivers.skid_steer_base import BaseState, SkidSteerBase, assess
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import declare, run_node
@@ -30,10 +32,19 @@ from ilrs_robots.nodes.wheels import wheels_from_parameters
 BAUDS = (2400, 9600, 19200, 38400, 57600, 115200, 230400, 460800)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Parameters applied while running, and the SkidSteerBase.reconfigure() argument they set.
+LIVE_BASE = {"max_linear": "max_linear", "max_angular": "max_angular",
+             "max_wheel_speed": "max_wheel_speed", "max_accel": "max_accel",
+             "stop_accel": "stop_accel", "cmd_timeout": "cmd_timeout",
+             "control_rate": "rate", "health_period": "health_period"}
 
 
 def _positive(x: float) -> bool:
     return math.isfinite(x) and x > 0.0
+
+
+def _covariance(c: list[float]) -> bool:
+    return len(c) == 6
 
 
 class BaseDriver(Node):
@@ -49,7 +60,12 @@ class BaseDriver(Node):
         self.frames = (p["odom_frame"], p["base_frame"])
         self.cov = (p["pose_covariance"], p["twist_covariance"])
         self.publish_tf = p["publish_tf"]
-        self.bus = RoboClawBus(p["port"], p["baud"], p["request_timeout"], p["retries"])
+        self.stamped = p["enable_stamped_cmd_vel"]
+        self._zero_stamp_warned = False
+        self.faults = FaultLog(self._log_fault)
+        self.bus = RoboClawBus(p["port"], p["baud"], p["request_timeout"], p["retries"],
+                               addresses=p["addresses"], serial_timeout=p["serial_timeout"],
+                               faults=self.faults)
         self.odom_pub = self.create_publisher(Odometry, "odom", 10)
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
@@ -57,73 +73,118 @@ class BaseDriver(Node):
         self.status_pub = self.create_publisher(BaseStatus, "base_status", 10)
         self.base = SkidSteerBase(self.bus, p["wheels"], geometry, limits, p["cmd_timeout"],
                                   p["control_rate"], p["health_period"], p["lost_after"],
-                                  on_cycle=self._on_cycle)
-        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
+                                  on_cycle=self._on_cycle, faults=self.faults)
+        if self.stamped:
+            self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd_vel_stamped, 10)
+        else:
+            self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED)
-        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self.diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.hardware_prefix = self.get_namespace().strip("/") or "robot"
         self.base.start()
         self.get_logger().info(f"driving {len(p['wheels'])} wheels through RoboClaws "
-                               f"{self.base.addresses} on {p['port']} at {p['baud']} baud")
+                               f"{self.base.addresses} on {p['port']} at {p['baud']} baud "
+                               f"(serial timeout {p['serial_timeout']:g} s, cmd_vel as "
+                               f"{'TwistStamped' if self.stamped else 'Twist'})")
 
     def _declare_all(self) -> dict:
         d = self
         p = {
             "port": declare(d, "port", "/dev/ttyACM0", "Serial port of the RoboClaw bus",
-                            bool, "a device path"),
+                            bool, "a device path", read_only=True),
             "baud": declare(d, "baud", 115200, "Baud rate of the bus", lambda b: b in BAUDS,
-                            f"one of {BAUDS}"),
+                            f"one of {BAUDS}", read_only=True),
             "addresses": declare(d, "addresses", [128, 129, 130],
                                  "Packet-serial addresses of the controllers",
-                                 lambda a: bool(a) and len(set(a)) == len(a)
-                                 and all(128 <= x <= 135 for x in a),
-                                 "distinct addresses in 128..135"),
+                                 lambda a: bool(a) and len(set(a)) == len(a),
+                                 "distinct", range=(128, 135), read_only=True),
+            "serial_timeout": declare(
+                d, "serial_timeout", 0.3,
+                "The controllers' own serial timeout (command 14), set on every connect: "
+                "with no packet for this long they stop the motors by themselves (s, 0.1 steps)",
+                range=(0.1, 25.5), read_only=True),
             "cmd_timeout": declare(d, "cmd_timeout", 0.5,
                                    "Stop the wheels when no cmd_vel came for this long (s)",
-                                   _positive, "> 0"),
+                                   range=(0.05, 5.0)),
+            "enable_stamped_cmd_vel": declare(
+                d, "enable_stamped_cmd_vel", False,
+                "cmd_vel is geometry_msgs/TwistStamped (as Nav2 publishes it), not Twist",
+                read_only=True),
             "wheel_radius": declare(d, "wheel_radius", 0.25, "Wheel radius (m)", _positive,
-                                    "> 0"),
+                                    "> 0", range=(0.0, 10.0), read_only=True),
             "track_width": declare(d, "track_width", 1.2,
                                    "Distance between left and right wheel centres (m)",
-                                   _positive, "> 0"),
+                                   _positive, "> 0", range=(0.0, 50.0), read_only=True),
             "effective_track_width": declare(
                 d, "effective_track_width", 0.0,
                 "Track width seen by turns of a skid steer, wider than the wheels' because "
                 "they scrub (m); used for commands and odometry; 0: track_width",
-                lambda t: math.isfinite(t) and t >= 0.0, ">= 0"),
+                range=(0.0, 100.0), read_only=True),
             "counts_per_rev": declare(d, "counts_per_rev", 8192.0,
                                       "Encoder counts per wheel revolution, gearbox included",
-                                      _positive, "> 0"),
+                                      _positive, "> 0", range=(0.0, 1e9), read_only=True),
         }
-        for name, default, text in (
-                ("max_linear", 0.5, "Largest forward/backward speed (m/s)"),
-                ("max_angular", 0.8, "Largest turn rate (rad/s)"),
-                ("max_wheel_speed", 0.6, "Largest wheel rim speed (m/s)"),
-                ("max_accel", 0.5, "Wheel acceleration handed to the controllers (m/s^2)"),
-                ("stop_accel", 1.5, "Deceleration of stops: timeout, estop, lost link (m/s^2)"),
-                ("control_rate", 50.0, "Control loop rate (Hz)"),
-                ("health_period", 0.5, "Period of the battery/current/temperature poll (s)"),
-                ("request_timeout", 0.02, "Per-request serial timeout (s)"),
-                ("diagnostics_period", 1.0, "Period of /diagnostics and base_status (s)")):
-            p[name] = declare(d, name, default, text, _positive, "> 0")
-        p["retries"] = declare(d, "retries", 2, "Attempts per serial request", lambda r: r >= 1,
-                               ">= 1")
+        for name, default, text, bounds in (
+                ("max_linear", 0.5, "Largest forward/backward speed (m/s)", (0.0, 20.0)),
+                ("max_angular", 0.8, "Largest turn rate (rad/s)", (0.0, 20.0)),
+                ("max_wheel_speed", 0.6, "Largest wheel rim speed (m/s)", (0.0, 20.0)),
+                ("max_accel", 0.5, "Wheel acceleration handed to the controllers (m/s^2)",
+                 (0.0, 50.0)),
+                ("stop_accel", 1.5, "Deceleration of stops: timeout, estop, lost link (m/s^2)",
+                 (0.0, 100.0)),
+                ("control_rate", 50.0, "Control loop rate (Hz)", (1.0, 200.0)),
+                ("health_period", 0.5, "Period of the battery/current/temperature poll (s)",
+                 (0.01, 60.0)),
+                ("diagnostics_period", 1.0, "Period of /diagnostics and base_status (s)",
+                 (0.05, 60.0))):
+            p[name] = declare(d, name, default, text, _positive, "> 0", range=bounds)
+        p["request_timeout"] = declare(d, "request_timeout", 0.02, "Per-request serial timeout "
+                                       "(s)", _positive, "> 0", range=(0.0, 1.0), read_only=True)
+        p["retries"] = declare(d, "retries", 2, "Attempts per serial request", range=(1, 10),
+                               read_only=True)
         p["lost_after"] = declare(d, "lost_after", 3,
                                   "Failed transactions in a row before a controller is lost",
-                                  lambda r: r >= 1, ">= 1")
-        p["odom_frame"] = declare(d, "odom_frame", "odom", "Odometry frame", bool, "non-empty")
-        p["base_frame"] = declare(d, "base_frame", "base_link", "Base frame", bool, "non-empty")
+                                  range=(1, 100), read_only=True)
+        p["odom_frame"] = declare(d, "odom_frame", "odom", "Odometry frame", bool, "non-empty",
+                                  read_only=True)
+        p["base_frame"] = declare(d, "base_frame", "base_link", "Base frame", bool, "non-empty",
+                                  read_only=True)
         p["publish_tf"] = declare(d, "publish_tf", True, "Publish odom -> base_link on /tf")
         p["pose_covariance"] = declare(
             d, "pose_covariance", [0.01, 0.01, 1e6, 1e6, 1e6, 0.03],
             "Diagonal of the odometry pose covariance (x y z roll pitch yaw)",
-            lambda c: len(c) == 6 and all(v >= 0 for v in c), "6 values >= 0")
+            _covariance, "6 values", range=(0.0, 1e12))
         p["twist_covariance"] = declare(
             d, "twist_covariance", [0.005, 1e6, 1e6, 1e6, 1e6, 0.02],
-            "Diagonal of the odometry twist covariance",
-            lambda c: len(c) == 6 and all(v >= 0 for v in c), "6 values >= 0")
+            "Diagonal of the odometry twist covariance", _covariance, "6 values",
+            range=(0.0, 1e12))
         p["wheels"] = wheels_from_parameters(d, p["addresses"])
         return p
+
+    def on_parameters_set(self, changed: dict[str, Any]) -> None:
+        """Apply accepted live parameter changes (called by nodes.params after a set)."""
+        base = {LIVE_BASE[k]: v for k, v in changed.items() if k in LIVE_BASE}
+        if base:
+            self.base.reconfigure(**base)
+        if "publish_tf" in changed:
+            self.publish_tf = changed["publish_tf"]
+        if "pose_covariance" in changed or "twist_covariance" in changed:
+            self.cov = (changed.get("pose_covariance", self.cov[0]),
+                        changed.get("twist_covariance", self.cov[1]))
+        if "diagnostics_period" in changed:
+            self.diag_timer.timer_period_ns = int(changed["diagnostics_period"] * 1e9)
+        self.get_logger().info("parameters applied: " + ", ".join(
+            f"{k}={v!r}" for k, v in sorted(changed.items())))
+
+    def _log_fault(self, level: str, message: str) -> None:
+        # rclpy ties a severity to its call site: one call per level.
+        logger = self.get_logger()
+        if level == "info":
+            logger.info(message)
+        elif level == "warning":
+            logger.warning(message)
+        else:
+            logger.error(message)
 
     def _on_cmd_vel(self, msg: Twist) -> None:
         try:
@@ -131,6 +192,22 @@ class BaseDriver(Node):
                               (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y))
         except CommandRejected as exc:
             self.get_logger().warning(f"cmd_vel rejected: {exc}", throttle_duration_sec=1.0)
+
+    def _on_cmd_vel_stamped(self, msg: TwistStamped) -> None:
+        stamp = Time.from_msg(msg.header.stamp, clock_type=self.get_clock().clock_type)
+        if stamp.nanoseconds == 0:
+            if not self._zero_stamp_warned:
+                self._zero_stamp_warned = True
+                self.get_logger().warning("cmd_vel (TwistStamped) with a zero stamp: taken as "
+                                          "received now (this is logged once)")
+        else:
+            age = (self.get_clock().now() - stamp).nanoseconds / 1e9
+            if age > self.base.cmd_timeout:
+                self.get_logger().warning(
+                    f"stale cmd_vel dropped: stamped {age:.3f} s ago, more than cmd_timeout "
+                    f"({self.base.cmd_timeout:g} s)", throttle_duration_sec=1.0)
+                return
+        self._on_cmd_vel(msg.twist)
 
     def _on_estop(self, msg: Bool) -> None:
         self.base.set_estop(bool(msg.data))
@@ -203,9 +280,13 @@ def main(args: list[str] | None = None) -> None:
     # The control thread and the executor share the GIL; the default 5 ms switch interval
     # would let a busy control cycle delay a cmd_vel callback by that much.
     sys.setswitchinterval(0.0005)
-    raise SystemExit(run_node(BaseDriver, args))
-
-
+    try:
+        code = run_node(BaseDriver, args)
+    except PortBusy as exc:
+        print(f"[base_driver] {exc}: refusing to share it (two drivers would interleave "
+              f"commands)", file=sys.stderr, flush=True)
+        code = 1
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ MAX_ADDRESS = 0x87
 MAX_DUTY = 32767
 VERSION_MAX_LEN = 48  # version string including its NUL terminator
 PACKET_TIMEOUT_S = 0.010  # firmware drops a partial packet after this inter-byte gap
+MAX_SERIAL_TIMEOUT_S = 25.5  # command 14 takes one byte of tenths of a second
 
 
 class RoboClawProtocolError(ValueError):
@@ -33,6 +34,8 @@ class RoboClawProtocolError(ValueError):
 class Cmd(IntEnum):
     """Supported packet-serial command numbers."""
 
+    SET_SERIAL_TIMEOUT = 14  # tenths of a second without a valid packet before a stop; 0: off
+    READ_SERIAL_TIMEOUT = 15
     READ_ENC_M1 = 16
     READ_ENC_M2 = 17
     READ_SPEED_M1 = 18
@@ -160,6 +163,7 @@ class Request(NamedTuple):
 
 # Struct formats (without the '>' prefix) of write arguments and read payloads.
 WRITE_ARGS: dict[Cmd, str] = {
+    Cmd.SET_SERIAL_TIMEOUT: "B",
     Cmd.RESET_ENC: "",
     Cmd.DUTY_M1: "h",
     Cmd.DUTY_M2: "h",
@@ -168,6 +172,7 @@ WRITE_ARGS: dict[Cmd, str] = {
     Cmd.SPEED_ACCEL_MIXED: "Iii",
 }
 READ_PAYLOAD: dict[Cmd, str | None] = {
+    Cmd.READ_SERIAL_TIMEOUT: "B",
     Cmd.READ_ENC_M1: "iB",
     Cmd.READ_ENC_M2: "iB",
     Cmd.READ_SPEED_M1: "iB",
@@ -187,6 +192,15 @@ _RANGES = {
     "i": (-0x80000000, 0x7FFFFFFF),
     "I": (0, 0xFFFFFFFF),
 }
+
+
+def serial_timeout_tenths(seconds: float) -> int:
+    """Command 14's argument for a serial timeout in seconds (rounded to 0.1 s; 0: off)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+            or not 0.0 <= seconds <= MAX_SERIAL_TIMEOUT_S:
+        raise RoboClawProtocolError(f"serial timeout must be 0..{MAX_SERIAL_TIMEOUT_S} s, "
+                                    f"got {seconds!r}")
+    return round(seconds * 10)
 
 
 def crc16(data: bytes, crc: int = 0) -> int:
@@ -244,7 +258,8 @@ def encode_read(address: int, cmd: int) -> bytes:
 def encode_write(address: int, cmd: int, *args: int) -> bytes:
     """Request bytes of a write command with its arguments and CRC.
 
-    Arguments: RESET_ENC none; DUTY_M1/M2 duty (-32767..32767); SPEED_ACCEL_M1/M2 accel (u32),
+    Arguments: SET_SERIAL_TIMEOUT tenths of a second (0..255, 0: off); RESET_ENC none;
+    DUTY_M1/M2 duty (-32767..32767); SPEED_ACCEL_M1/M2 accel (u32),
     speed (s32); SPEED_ACCEL_MIXED accel (u32), speed M1 (s32), speed M2 (s32).
     """
     _check_address(address)
@@ -281,8 +296,9 @@ Reply = EncoderReading | SpeedReading | Currents | Status | float | str
 def decode_reply(address: int, cmd: int, data: bytes) -> Reply:
     """Check the CRC of a complete read reply and decode its payload.
 
-    Returns EncoderReading, SpeedReading, PairReading, Currents, Status, a float (battery volts or
-    temperature in degC) or the version string. Raises RoboClawProtocolError on any problem.
+    Returns EncoderReading, SpeedReading, PairReading, Currents, Status, a float (battery volts,
+    temperature in degC or serial timeout in s) or the version string. Raises
+    RoboClawProtocolError on any problem.
     """
     _check_address(address)
     if not is_read(cmd):
@@ -312,7 +328,7 @@ def decode_reply(address: int, cmd: int, data: bytes) -> Reply:
         return PairReading(*values)
     if cmd is Cmd.READ_STATUS:
         return Status.from_value(values[0])
-    return values[0] / 10.0  # READ_MAIN_BATTERY (V) or READ_TEMP (degC)
+    return values[0] / 10.0  # READ_MAIN_BATTERY (V), READ_TEMP (degC), READ_SERIAL_TIMEOUT (s)
 
 
 def _scaled(value: object, scale: float, what: str) -> int:
@@ -329,7 +345,8 @@ def encode_reply(address: int, cmd: int, *values: object) -> bytes:
 
     Values: ENC count (s32), status byte; SPEED counts/s (s32, direction byte derived);
     VERSION str (ASCII, at most 47 chars, no NUL); MAIN_BATTERY volts; CURRENTS m1_a, m2_a;
-    TEMP degC; STATUS raw u32 (or a Status); ENCODERS, SPEEDS two s32.
+    TEMP degC; SERIAL_TIMEOUT seconds (0..25.5); STATUS raw u32 (or a Status); ENCODERS,
+    SPEEDS two s32.
     """
     _check_address(address)
     if not is_read(cmd):
@@ -353,10 +370,11 @@ def encode_reply(address: int, cmd: int, *values: object) -> bytes:
         speed = values[0]
         direction = 1 if isinstance(speed, int) and speed < 0 else 0
         return _reply(head, _pack("iB", (speed, direction), name))
-    if cmd in (Cmd.READ_MAIN_BATTERY, Cmd.READ_TEMP):
+    if cmd in (Cmd.READ_MAIN_BATTERY, Cmd.READ_TEMP, Cmd.READ_SERIAL_TIMEOUT):
         if len(values) != 1:
             raise RoboClawProtocolError(f"{name}: expected one value")
-        return _reply(head, _pack("H", (_scaled(values[0], 10, name),), name))
+        fmt = READ_PAYLOAD[cmd]
+        return _reply(head, _pack(fmt, (_scaled(values[0], 10, name),), name))
     if cmd is Cmd.READ_CURRENTS:
         scaled = tuple(_scaled(v, 100, name) for v in values)
         return _reply(head, _pack("hh", scaled, name))

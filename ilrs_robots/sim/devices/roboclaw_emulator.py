@@ -6,6 +6,11 @@ with ``external_plant=True``, a physics simulator feeds measured values through
 Dynamics advance lazily on each request and on each read from Python; there is no dynamics
 thread. Faults can be injected from the same process (see :class:`RoboClawBus`).
 
+The serial timeout (command 14) works as in the firmware: once set, a controller that receives
+no valid packet addressed to it for that long stops both motors (they decelerate at the rate of
+their last command) and stays stopped until a new motion command. The stop is applied lazily,
+at the instant it falls due, so observers see it even when no request arrives any more.
+
 Run standalone::
 
     python -m ilrs_robots.sim.devices.roboclaw_emulator --link /tmp/x/roboclaw --baud 115200
@@ -99,6 +104,8 @@ class EmulatedMotor:
         self.last_speed_command: int | None = None
         self.speed_command_count = 0
         self.duty_command_count = 0
+        self.stop_at: float | None = None  # serial-timeout deadline (set by the controller)
+        self.timeout_stops = 0  # stops the serial timeout caused
 
     # -- plant -------------------------------------------------------------------------------
     def advance(self, now: float | None = None) -> None:
@@ -107,6 +114,15 @@ class EmulatedMotor:
             self._advance(self._clock() if now is None else now)
 
     def _advance(self, now: float) -> None:
+        stop_at = self.stop_at
+        if stop_at is not None and now >= stop_at:
+            self.stop_at = None
+            self._advance(stop_at)  # run up to the deadline, then stop from there on
+            if self._target != 0:
+                self._target = 0.0
+                if self._accel <= 0:
+                    self._accel = self.params.default_accel
+                self.timeout_stops += 1
         dt = now - self._t
         if dt <= 0:
             return
@@ -212,7 +228,20 @@ class EmulatedController:
                        EmulatedMotor(lock, motor_params, external_plant, clock))
         self.temperature_c = self.params.ambient_c
         self.last_command_time: float | None = None
+        self.serial_timeout = 0.0  # s without a valid packet before both motors stop; 0: off
         self._t = clock()
+
+    def heard(self, now: float) -> None:
+        """A valid packet for this controller arrived at ``now``: restart the serial timeout."""
+        deadline = now + self.serial_timeout if self.serial_timeout > 0 else None
+        for motor in self.motors:
+            motor._advance(now)
+            motor.stop_at = deadline
+
+    @property
+    def timeout_stops(self) -> int:
+        """How many motor stops the serial timeout caused (the lock is not needed)."""
+        return sum(m.timeout_stops for m in self.motors)
 
     def _advance(self, now: float) -> None:
         """Advance motors and temperature to ``now`` (lock held)."""
@@ -252,6 +281,7 @@ class EmulatedController:
     def handle(self, request: Request, now: float) -> bytes:
         """Apply a valid request at ``now`` and return the reply bytes (lock held)."""
         self._advance(now)
+        self.heard(now)
         cmd, args, m1, m2 = request.cmd, request.args, self.motors[0], self.motors[1]
         if cmd in (Cmd.READ_ENC_M1, Cmd.READ_ENC_M2):
             motor = m1 if cmd is Cmd.READ_ENC_M1 else m2
@@ -276,10 +306,15 @@ class EmulatedController:
             return encode_reply(self.address, cmd, _clamp(self.temperature_c, 0.0, 6553.5))
         if cmd is Cmd.READ_STATUS:
             return encode_reply(self.address, cmd, self.status().value)
+        if cmd is Cmd.READ_SERIAL_TIMEOUT:
+            return encode_reply(self.address, cmd, self.serial_timeout)
         # write commands
         if cmd is Cmd.RESET_ENC:
             m1._reset_encoder()
             m2._reset_encoder()
+        elif cmd is Cmd.SET_SERIAL_TIMEOUT:
+            self.serial_timeout = args[0] / 10.0
+            self.heard(now)
         else:
             self.last_command_time = now
             if cmd is Cmd.DUTY_M1:
@@ -360,6 +395,13 @@ class RoboClawBus(PtyDevice):
     def motors(self) -> list[EmulatedMotor]:
         """All motors, in address order, M1 before M2."""
         return [m for a in sorted(self.controllers) for m in self.controllers[a].motors]
+
+    def timeout_stops(self, address: int) -> int:
+        """Motor stops caused by the serial timeout of the controller at ``address`` so far."""
+        with self.lock:
+            controller = self.controllers[address]
+            controller._advance(self._clock())
+            return controller.timeout_stops
 
     def last_command_time(self, address: int) -> float | None:
         """Clock time of the last motion command (duty or speed) accepted at ``address``."""
