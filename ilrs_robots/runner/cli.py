@@ -3,7 +3,7 @@
     ilrs run [STACK] [--hardware real|sim|emulated]   nodes of a stack until Ctrl-C
     ilrs square [--side M]                            base driver + emulated RoboClaws:
                                                       drive a square, print odometry
-    ilrs sim [--world NAME]                           the simulated mission
+    ilrs sim [--world NAME]                           the simulated mission in world NAME
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ilrs_robots.runner.environment import ros_environment
-from ilrs_robots.runner.processes import Supervisor
+from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
+
+GAZEBO_MESSAGE = ("--hardware gazebo: gazebo mode needs `ros2 launch ilrs_robots "
+                  "gazebo.launch.py` with Gazebo Harmonic and ros_gz_bridge; the ilrs runner "
+                  "cannot start it (not available yet)")
 
 
 def say(text: str) -> None:
@@ -30,21 +34,59 @@ def say(text: str) -> None:
 
 
 @contextmanager
-def running_stack(stack_name: str, mode: str, run_dir: Path,
-                  domain_id: int | None) -> Iterator[Supervisor]:
-    """Start a stack's processes; stop them all on the way out."""
+def running_stack(stack_name: str, mode: str, run_dir: Path, domain_id: int | None,
+                  overrides: dict[str, dict] | None = None) -> Iterator[Supervisor]:
+    """Start a stack's processes; stop them all on the way out.
+
+    `overrides` maps a node's name to parameters that replace the stack's for this run.
+    Holds the run directory's lock while the stack runs: a second runner there is refused.
+    """
     stack = load_stack(stack_name, mode, str(run_dir))
+    for name, params in (overrides or {}).items():
+        spec = next((n for n in stack.nodes if n.name == name), None)
+        if spec is None:
+            raise StackError(f"stack {stack.name!r} ({mode}) has no node {name!r} to override")
+        spec.parameters.update(params)
     env = ros_environment(domain_id)
-    os.environ.update(env)  # our own ROS client, if any, joins the same domain
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    say(f"stack '{stack.name}' ({mode}): {len(stack.nodes)} processes, ROS_DOMAIN_ID="
-        f"{env.get('ROS_DOMAIN_ID', '0')}, logs in {run_dir / 'logs'}")
-    sup = Supervisor(stack.nodes, env, run_dir / "logs", say=say)
-    sup.start()
+    with RunLock(run_dir):
+        os.environ.update(env)  # our own ROS client, if any, joins the same domain
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        say(f"stack '{stack.name}' ({mode}): {len(stack.nodes)} processes, ROS_DOMAIN_ID="
+            f"{env.get('ROS_DOMAIN_ID', '0')}, logs in {run_dir / 'logs'}")
+        sup = Supervisor(stack.nodes, env, run_dir / "logs", say=say)
+        sup.start()
+        try:
+            yield sup
+        finally:
+            sup.stop()
+
+
+def available_worlds() -> list[str]:
+    """Names of the worlds shipped in config/worlds."""
+    from ilrs_robots.sim.world import WORLDS_DIR
+
+    return sorted(p.stem for p in Path(WORLDS_DIR).glob("*.yaml"))
+
+
+def resolve_world(world: str) -> str:
+    """The world to hand to the simulator (a shipped name or an absolute YAML path).
+
+    Raises StackError, listing the available worlds, for one that does not exist or does not
+    load.
+    """
+    from ilrs_robots.sim.world import WorldError, load_world
+
+    path = Path(world)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        world = str(path.resolve())
+    elif world not in available_worlds():
+        raise StackError(f"no world {world!r}; available worlds: "
+                         f"{', '.join(available_worlds())} (or a path to a world .yaml)")
     try:
-        yield sup
-    finally:
-        sup.stop()
+        load_world(world)
+    except WorldError as exc:
+        raise StackError(f"world {world!r} cannot be used: {exc}") from None
+    return world
 
 
 def _stop_event() -> threading.Event:
@@ -56,6 +98,9 @@ def _stop_event() -> threading.Event:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`ilrs run`: a stack until Ctrl-C."""
+    if args.hardware == "gazebo":
+        say(GAZEBO_MESSAGE)
+        return 2
     stop = _stop_event()
     with running_stack(args.stack, args.hardware, Path(args.run_dir), args.domain_id) as sup:
         while not stop.wait(0.5):
@@ -113,11 +158,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from ilrs_robots.sim.track_map import write_track_map
     from ilrs_robots.sim.world import build_heightmap, load_world
 
+    try:
+        world = resolve_world(args.world)
+    except StackError as exc:
+        say(str(exc))
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ilrs-") as tmp, \
-            running_stack("rover", "sim", Path(tmp), args.domain_id) as sup, \
+            running_stack("rover", "sim", Path(args.run_dir or tmp), args.domain_id,
+                          {"sim": {"world": world}}) as sup, \
             RosClient("ilrs_mission") as ros:
         truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
         try:
@@ -153,9 +204,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
             return 1
         final = compare(origin, end, odom_pose(truth.last()), travelled())
         track = [(p.pose.pose.position.x, p.pose.pose.position.y) for p in truth.messages]
-        world = load_world(args.world)
+        world_data = load_world(world)
         picture = out / "mission_track.png"
-        write_track_map(picture, world, build_heightmap(world), track)
+        write_track_map(picture, world_data, build_heightmap(world_data), track)
     say("summary:")
     say(f"  driven {final.distance:.1f} m (ground truth) in {time.monotonic() - t_start:.0f} s")
     say(f"  wheel odometry vs ground truth: {final.position_error:.2f} m "
@@ -182,10 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("--speed", type=float, default=0.3)
     sq.set_defaults(func=cmd_square)
     sim = sub.add_parser("sim", help="the simulated mission (embedded MuJoCo simulator)")
-    sim.add_argument("--world", default="south_pole")
+    sim.add_argument("--world", default="south_pole",
+                     help="a world of config/worlds (e.g. south_pole, test_flat) or a .yaml")
     sim.add_argument("--speed", type=float, default=0.4)
     sim.add_argument("--scale", type=float, default=1.0, help="route length factor")
     sim.add_argument("--out", default="out", help="folder for the track picture")
+    sim.add_argument("--run-dir", default=None,
+                     help="where devices publish their ports, and logs (default: a temporary "
+                          "folder, removed at the end)")
     sim.set_defaults(func=cmd_sim)
     return parser
 
@@ -201,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         say(f"stack error: {exc}")
         return 2
+    except StartError as exc:
+        say(f"cannot start: {exc}")
+        return 1
 
 
 if __name__ == "__main__":
