@@ -35,6 +35,7 @@ from ilrs_robots.core.drive_config import (  # noqa: E402
     WheelConfigError,
     parse_wheels,
 )
+from ilrs_robots.core.geometry import to_xyzw, yaw_to_quaternion  # noqa: E402
 from ilrs_robots.nodes import messages  # noqa: E402
 from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
 from ilrs_robots.resources import config_path  # noqa: E402
@@ -53,27 +54,31 @@ class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
         d = self
-        world = declare(d, "world", "south_pole", "World name (config/worlds) or YAML path")
+        world = declare(d, "world", "south_pole", "World name (config/worlds) or YAML path",
+                        read_only=True)
         rover_file = declare(d, "rover_params", str(config_path("params/rover_base.yaml")),
-                             "Base driver parameter file the rover's geometry is read from")
+                             "Base driver parameter file the rover's geometry is read from",
+                             read_only=True)
         run_dir = declare(d, "run_dir", "/tmp/ilrs", "Where device ports are published", bool,
-                          "a directory")
-        self.robot = declare(d, "robot", "rover1", "The rover's namespace", bool, "non-empty")
+                          "a directory", read_only=True)
+        self.robot = declare(d, "robot", "rover1", "The rover's namespace", bool, "non-empty",
+                             read_only=True)
         self.rate = declare(d, "rate", 1.0, "Speed: 1 real time, 2 twice as fast, 0 flat out",
-                            lambda r: r >= 0, ">= 0")
+                            range=(0.0, 100.0))
         self.dt = declare(d, "step", 0.01, "Sim time per loop (s); /clock is published each",
-                          lambda s: 0 < s <= 0.1, "in (0, 0.1]")
-        imu_rate = declare(d, "imu_rate", 100.0, "IMU rate (Hz)", lambda r: r >= 0, ">= 0")
+                          range=(0.001, 0.1))
+        imu_rate = declare(d, "imu_rate", 100.0, "IMU rate (Hz of sim time), 0 off",
+                           range=(0.0, 1000.0))
         stereo_rate = declare(d, "stereo_rate", 5.0, "Stereo pair rate (Hz), 0 off",
-                              lambda r: r >= 0, ">= 0")
+                              range=(0.0, 60.0))
         mast_rate = declare(d, "mast_rate", 2.0, "Mast camera rate (Hz), 0 off",
-                            lambda r: r >= 0, ">= 0")
-        self.size = (declare(d, "camera_width", 640, "Image width", lambda w: 16 <= w <= 4096,
-                             "in 16..4096"),
-                     declare(d, "camera_height", 480, "Image height",
-                             lambda h: 16 <= h <= 4096, "in 16..4096"))
+                            range=(0.0, 60.0))
+        self.size = (declare(d, "camera_width", 640, "Image width (pixels)", range=(16, 4096),
+                             read_only=True),
+                     declare(d, "camera_height", 480, "Image height (pixels)",
+                             range=(16, 4096), read_only=True))
         self.jpeg_quality = declare(d, "jpeg_quality", 80, "JPEG quality of compressed images",
-                                    lambda q: 1 <= q <= 100, "in 1..100")
+                                    range=(1, 100))
         try:
             params = yaml.safe_load(Path(rover_file).read_text())
             base = next(iter(params.values()))["ros__parameters"]
@@ -117,12 +122,29 @@ class SimNode(Node):
         self._thread = threading.Thread(target=self._loop, name="sim", daemon=True)
         self._thread.start()
 
+    def on_parameters_set(self, changed: dict[str, object]) -> None:
+        """Apply accepted live changes: speed, step, sensor rates, JPEG quality."""
+        for name, value in changed.items():
+            if name == "rate":
+                self.rate = float(value)
+            elif name == "step":
+                self.dt = float(value)
+            elif name == "imu_rate":
+                self.imu_due.set_rate(float(value))
+            elif name == "stereo_rate":
+                for cam in self.cams[:2]:
+                    cam[2].set_rate(float(value))
+            elif name == "mast_rate":
+                self.cams[2][2].set_rate(float(value))
+            elif name == "jpeg_quality":
+                self.jpeg_quality = int(value)
+
     def _publish_static_tf(self) -> None:
         pub = self.create_publisher(TFMessage, "/tf_static", STATIC)
         base = "base_link"
         zero = messages.stamp_of(0.0)
         tfs = [messages.transform(zero, base, "imu_link", self.sim.physics.rover.imu_position,
-                                  (0, 0, 0, 1))]
+                                  yaw_to_quaternion(0.0))]
         for cam, (xyz, q) in optical_offsets(self.sim.physics).items():
             tfs.append(messages.transform(zero, base, f"{cam}_optical_frame", xyz, q))
         pub.publish(TFMessage(transforms=tfs))
@@ -188,7 +210,7 @@ class SimNode(Node):
         msg.child_frame_id = "base_link"
         p, o = msg.pose.pose.position, msg.pose.pose.orientation
         p.x, p.y, p.z = (float(v) for v in pos)
-        o.w, o.x, o.y, o.z = (float(v) for v in wxyz)
+        o.x, o.y, o.z, o.w = to_xyzw(wxyz)
         tl, ta = msg.twist.twist.linear, msg.twist.twist.angular
         tl.x, tl.y, tl.z = (float(v) for v in lin)
         ta.x, ta.y, ta.z = (float(v) for v in ang)

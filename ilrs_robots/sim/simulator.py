@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from transforms3d.quaternions import mat2quat, quat2mat
 
 from ilrs_robots.core.drive_config import Wheel
+from ilrs_robots.core.geometry import to_xyzw
 from ilrs_robots.sim.devices.roboclaw_emulator import EmulatedMotor, RoboClawBus
 from ilrs_robots.sim.model import WHEEL_NAMES
 from ilrs_robots.sim.physics import RoverPhysics
@@ -109,6 +111,17 @@ class Every:
         self.period = 1.0 / rate if rate > 0 else math.inf
         self.next = 0.0
 
+    def set_rate(self, rate: float) -> None:
+        """Change the rate: due at most one new period after the last occasion; 0 stops it."""
+        period = 1.0 / rate if rate > 0 else math.inf
+        if math.isinf(period):
+            self.next = math.inf
+        elif math.isinf(self.period):
+            self.next = 0.0  # was off: due at once
+        else:
+            self.next = min(self.next, self.next - self.period + period)
+        self.period = period
+
     def due(self, now: float) -> bool:
         """True once per period; skips periods that were missed instead of bursting."""
         if now + 1e-9 < self.next:
@@ -122,15 +135,12 @@ def optical_offsets(physics: RoverPhysics) -> dict[str, tuple[np.ndarray, np.nda
 
     MuJoCo cameras look along -z with +y up; a ROS optical frame looks along +z with +y down.
     """
-    import transforms3d
-
     base_pos, base_wxyz, _, _ = physics.ground_truth()
-    base_rot = transforms3d.quaternions.quat2mat(base_wxyz)
+    base_rot = quat2mat(base_wxyz)
     flip = np.diag([1.0, -1.0, -1.0])
     out = {}
     for name in physics.camera_names:
         pos, rot = physics.camera_pose(name)
         rel_pos = base_rot.T @ (pos - base_pos)
-        w, x, y, z = transforms3d.quaternions.mat2quat(base_rot.T @ rot @ flip)
-        out[name] = (rel_pos, np.array([x, y, z, w]))
+        out[name] = (rel_pos, np.array(to_xyzw(mat2quat(base_rot.T @ rot @ flip))))
     return out
