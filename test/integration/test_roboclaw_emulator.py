@@ -20,7 +20,8 @@ import pytest
 from basicmicro import Basicmicro
 from basicmicro.exceptions import BasicmicroError, PacketTimeoutError
 
-from ilrs_robots.protocols.roboclaw import WarnFlag, encode_write
+from ilrs_robots.protocols.roboclaw import Cmd, Request, WarnFlag, encode_write
+from ilrs_robots.runner.ros_client import wait_until
 from ilrs_robots.sim.devices.roboclaw_emulator import (
     DEFAULT_VERSION,
     ControllerParams,
@@ -197,7 +198,10 @@ def test_late_replies(bus, bm) -> None:
     with pytest.raises(PacketTimeoutError):
         bm.ReadTemp(A)
     bus.reply_delay(0)
-    time.sleep(0.5)  # let the emulator finish answering the abandoned attempts
+    served = bus.requests_served
+    # the emulator finishes answering the abandoned attempts (each sleeps 0.2 s first)
+    assert wait_until(lambda: bm._port.in_waiting >= 2 * 4 or bus.requests_served > served,
+                      5.0)
     assert bm.ReadTemp(A)[0]  # stale replies are flushed by the host before a read
 
 
@@ -266,7 +270,6 @@ def test_vanish_then_reappear(bus, bm) -> None:
 
 def test_client_can_close_and_reopen(bus, bm) -> None:
     bm.close()
-    time.sleep(0.02)
     host = open_host(bus.link)
     try:
         assert host.ReadVersion(A)[0]
@@ -379,3 +382,57 @@ def test_encoder_wraps_like_a_32_bit_counter() -> None:
     assert wrap_s32(2**31) == -(2**31)
     assert wrap_s32(-(2**31) - 1) == 2**31 - 1
     assert wrap_s32(12345) == 12345
+
+
+# -- serial timeout (command 14) -------------------------------------------------------------
+
+def test_serial_timeout_is_set_read_back_and_stops_the_motors(bus, bm) -> None:
+    assert bm.GetTimeout(A) == (True, 0.0)  # off until a host sets it
+    assert bm.SetTimeout(A, 0.35)  # the library truncates: 3 tenths
+    assert bm.GetTimeout(A) == (True, 0.3)
+    assert bus.controller(A).serial_timeout == pytest.approx(0.3)
+    assert bm.SpeedAccelM1M2(A, 40000, 2000, -2000)
+    assert bm.SpeedAccelM1M2(B, 40000, 2000, -2000)  # B has no timeout: keeps turning
+    last = time.monotonic()
+    # reads are valid packets too: polling keeps A's motors going past the timeout
+    while time.monotonic() - last < 0.6:
+        assert bm.ReadEncM1(A)[0]
+    assert bus.motor(A, 1).target_qpps == 2000 and bus.timeout_stops(A) == 0
+    quiet_from = time.monotonic()
+    assert wait_until(lambda: bus.motor(A, 1).speed == 0 and bus.motor(A, 2).speed == 0, 5)
+    assert time.monotonic() - quiet_from >= 0.3
+    assert bus.timeout_stops(A) == 2 and bus.motor(A, 2).target_qpps == 0
+    assert bus.motor(B, 1).target_qpps == 2000 and bus.timeout_stops(B) == 0
+    # stopped until a new motion command, which the timeout does not forbid
+    assert bm.ReadSpeedM1(A) == (1, 0, 0)
+    assert bm.SpeedAccelM1(A, 40000, 500)
+    assert bus.motor(A, 1).target_qpps == 500
+
+
+def test_serial_timeout_decelerates_at_the_last_rate_from_the_deadline() -> None:
+    now = [0.0]
+    lock = threading.RLock()
+    controller = EmulatedController(A, lock, clock=lambda: now[0])
+    controller.handle(Request(A, Cmd.SET_SERIAL_TIMEOUT, (5,), b""), 0.0)
+    controller.handle(Request(A, Cmd.SPEED_ACCEL_MIXED, (1000, 0, 0), b""), 0.0)
+    controller.handle(Request(A, Cmd.SPEED_ACCEL_MIXED, (1000, 400, -400), b""), 0.0)
+    motor = controller.motors[0]
+    now[0] = 0.45  # polled at 0.45: the deadline moves to 0.95
+    controller.handle(Request(A, Cmd.READ_ENCODERS, (), b""), 0.45)
+    now[0] = 0.9
+    assert motor.speed == 400 and motor.target_qpps == 400
+    now[0] = 1.15  # the deadline was 0.95; 0.2 s at 1000 counts/s^2 since then
+    assert motor.target_qpps == 0 and motor.speed == pytest.approx(200)
+    assert controller.motors[1].speed == pytest.approx(-200)
+    now[0] = 2.0
+    assert motor.speed == 0 and controller.timeout_stops == 2
+    # ramp up 0.4 s, cruise 0.4..0.95 s, ramp down 0.4 s
+    assert motor.position == pytest.approx(0.5 * 400 * 0.4 + 400 * 0.55 + 0.5 * 400 * 0.4)
+
+
+def test_serial_timeout_zero_turns_it_off(bus, bm) -> None:
+    assert bm.SetTimeout(A, 0.2)
+    assert bm.SetTimeout(A, 0)
+    assert bm.SpeedAccelM1(A, 0, 700)
+    assert not wait_until(lambda: bus.motor(A, 1).target_qpps == 0, 0.6)
+    assert bus.timeout_stops(A) == 0

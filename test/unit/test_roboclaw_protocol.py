@@ -139,6 +139,7 @@ VERSION = "RoboClaw 2x15A v4.2.8\n"
     (Cmd.READ_STATUS, (0x00010002,), "00010002 90ce",
      Status(ErrorFlag.TEMP, WarnFlag.OVERCURRENTM1)),
     (Cmd.READ_VERSION, (VERSION,), VERSION.encode().hex() + "00 ab25", VERSION),
+    (Cmd.READ_SERIAL_TIMEOUT, (0.3,), "03" + f"{crc16(h('800f03')):04x}", 0.3),
 ])
 def test_encode_reply_bytes_and_decode(cmd: Cmd, values: tuple, expected: str,
                                        decoded: object) -> None:
@@ -368,3 +369,31 @@ def test_fuzz_valid_packet_survives_garbage_after_a_gap(before: bytes, address: 
     got = parser.feed(raw, 0.5)  # the gap drops any partial packet left by the garbage
     assert got[0] == Request(address, cmd, args, raw)
     parser.feed(after, 0.5)
+
+
+# -- serial timeout (commands 14 and 15) -----------------------------------------------------
+
+def test_set_serial_timeout_is_one_byte_of_tenths() -> None:
+    packet = encode_write(0x80, Cmd.SET_SERIAL_TIMEOUT, 3)
+    assert packet[:3] == h("80 0e 03") and len(packet) == 5
+    assert packet[3:] == crc16(packet[:3]).to_bytes(2, "big")
+    assert rc.request_length(Cmd.SET_SERIAL_TIMEOUT) == 5
+    assert reply_length(Cmd.SET_SERIAL_TIMEOUT) == 1
+    assert encode_read(0x81, Cmd.READ_SERIAL_TIMEOUT) == h("81 0f")
+    assert reply_length(Cmd.READ_SERIAL_TIMEOUT) == 3
+    with pytest.raises(RoboClawProtocolError):
+        encode_write(0x80, Cmd.SET_SERIAL_TIMEOUT, 256)
+    (request,) = RequestParser().feed(packet, 0.0)
+    assert request.cmd is Cmd.SET_SERIAL_TIMEOUT and request.args == (3,)
+
+
+@pytest.mark.parametrize(("seconds", "tenths"), [(0.3, 3), (0.7, 7), (0.29999, 3), (0, 0),
+                                                 (25.5, 255), (1, 10)])
+def test_serial_timeout_tenths_rounds(seconds: float, tenths: int) -> None:
+    assert rc.serial_timeout_tenths(seconds) == tenths
+
+
+@pytest.mark.parametrize("seconds", [-0.1, 25.6, float("nan"), float("inf"), True, "1"])
+def test_serial_timeout_tenths_rejects(seconds: object) -> None:
+    with pytest.raises(RoboClawProtocolError):
+        rc.serial_timeout_tenths(seconds)
