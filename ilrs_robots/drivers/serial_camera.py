@@ -1,15 +1,20 @@
 """Taking pictures with a VC0706 serial camera, on a timer and on request, in a thread:
-configure after every (re)connection, reconnect with backoff when the port goes away."""
+configure after every (re)connection, reconnect with backoff when the port goes away.
+
+Only pictures that passed every check of `Vc0706Client.capture_picture` reach `on_picture`;
+a picture that cannot be read cleanly is retaken once, then the failure is reported
+(`last_error`, `failed`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ilrs_robots.drivers.backoff import Backoff
-from ilrs_robots.drivers.vc0706 import LinkLost, Vc0706Client, Vc0706Error
+from ilrs_robots.drivers.vc0706 import BadFrame, LinkLost, Picture, Vc0706Client, Vc0706Error
 
 
 @dataclass(frozen=True)
@@ -23,13 +28,17 @@ class SerialCameraConfig:
 
 
 class SerialCameraLoop:
-    """Owns the client; `on_jpeg(data, stamp)` is called from the loop's thread."""
+    """Owns the client; `on_picture(picture)` is called from the loop's thread."""
 
     def __init__(self, client: Vc0706Client, config: SerialCameraConfig,
-                 on_jpeg: Callable[[bytes, float], None]) -> None:
+                 on_picture: Callable[[Picture], None], retakes: int = 1) -> None:
         self.client = client
         self.config = config
-        self.on_jpeg = on_jpeg
+        self.on_picture = on_picture
+        self.retakes = retakes
+        self.failed = 0  # pictures given up on (no clean copy after the retakes)
+        self.retaken = 0
+        self._compression_due = False
         self.backoff = Backoff()
         self.connected = False
         self.version = ""
@@ -53,6 +62,17 @@ class SerialCameraLoop:
         self._wake.set()
         self._thread.join(timeout=10.0)
         self.client.close()
+
+    def update(self, period: float | None = None, compression: int | None = None) -> None:
+        """Change the period now and the compression before the next picture."""
+        changes: dict[str, object] = {}
+        if period is not None:
+            changes["period"] = float(period)
+        if compression is not None:
+            changes["compression"] = int(compression)
+            self._compression_due = True
+        self.config = dataclasses.replace(self.config, **changes)
+        self._wake.set()
 
     def request(self, timeout: float) -> tuple[bool, str]:
         """Take a picture now; wait for it. (success, message)."""
@@ -84,6 +104,18 @@ class SerialCameraLoop:
         self.connected, self.last_error = True, ""
         return True
 
+    def _take(self) -> Picture:
+        """A clean picture, retaking (a new frame) after a frame that could not be read."""
+        for attempt in range(self.retakes + 1):
+            try:
+                return self.client.capture_picture(self.config.size)
+            except BadFrame:
+                if attempt == self.retakes:
+                    self.failed += 1
+                    raise
+                self.retaken += 1
+        raise AssertionError("unreachable")
+
     def _run(self) -> None:
         next_shot = time.monotonic()
         while not self._stop.is_set():
@@ -102,9 +134,11 @@ class SerialCameraLoop:
                 next_shot = time.monotonic() + self.config.period
             error = ""
             try:
-                stamp = time.time()
-                data = self.client.capture()
-                self.on_jpeg(data, stamp)
+                if self._compression_due:
+                    self._compression_due = False
+                    self.client.set_compression(self.config.compression)
+                self.on_picture(self._take())
+                self.last_error = ""
             except LinkLost as exc:
                 error = self.last_error = str(exc)
                 self.connected = False

@@ -7,8 +7,20 @@ out or has broken framing is retried. Garbage before a reply is skipped. A vanis
 raises :class:`LinkLost`; :meth:`Vc0706Client.reconnect` reopens it, probing 38400 baud too
 since a camera that lost power comes back at its default speed.
 
-The protocol has no checksum: :meth:`Vc0706Client.capture` checks what it can (JPEG start and
-end markers, the length the camera announced) but cannot see a flipped byte inside the image.
+The protocol has no checksum, so a picture is only published once it passes every check
+there is: each READ_FBUF chunk must be framed exactly (``76 00 32 00 00``, exactly the bytes
+asked, ``76 00 32 00 00``); a short chunk is read again, and only taken as short when the
+camera sends the same short chunk twice (clones that answer with fewer bytes; their limit is
+then used for the rest). The frame must have the announced length, SOI and EOI markers, a
+Huffman-coded scan that decodes into exactly the picture's blocks (``check_jpeg``), and
+OpenCV must decode it at the size the camera says; otherwise the frozen frame is read again
+(``frame_retries``) and then the capture fails (never a corrupt picture). A byte changed in
+place inside the image can still pass: nothing on the wire can tell.
+
+Capture instant: the frame is frozen when the camera executes FBUF_CTRL stop; its reply's
+arrival (less its wire time) is kept as the picture's monotonic capture time. The camera's
+buffer holds the latest sensor frame, so the exposure is up to one sensor frame (~1/30 s)
+older.
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import serial
 
 from ilrs_robots.protocols.vc0706 import (
@@ -30,9 +44,11 @@ from ilrs_robots.protocols.vc0706 import (
     SIZES,
     Cmd,
     FbufCtrl,
+    JpegError,
     Reply,
     ReplyParser,
     Vc0706ProtocolError,
+    check_jpeg,
     decode_fbuf_len,
     decode_version,
     encode_fbuf_ctrl,
@@ -86,14 +102,25 @@ class Counters:
     timeouts: int = 0
     corrupt_replies: int = 0  # replies with broken framing
     short_chunks: int = 0  # READ_FBUF replies with fewer bytes than asked
+    misaligned_chunks: int = 0  # short chunks that were not the camera's limit (bytes lost)
     garbage_bytes: int = 0  # bytes skipped before a reply header
-    bad_frames: int = 0  # frames that failed validation
+    bad_frames: int = 0  # frames that failed validation (read again)
     reconnects: int = 0
 
 
 def wire_time(nbytes: int, baud: int) -> float:
     """Seconds to send ``nbytes`` at ``baud`` (start + 8 data + stop bits)."""
     return nbytes * BITS_PER_BYTE / baud
+
+
+@dataclass
+class Picture:
+    """A checked picture: the camera's JPEG, its decoded BGR pixels, its monotonic capture
+    instant (s)."""
+
+    jpeg: bytes
+    image: np.ndarray
+    captured: float
 
 
 def validate_jpeg(data: bytes, length: int | None = None) -> None:
@@ -104,6 +131,23 @@ def validate_jpeg(data: bytes, length: int | None = None) -> None:
         raise BadFrame("frame does not start with the JPEG SOI marker FF D8")
     if not data.endswith(JPEG_END):
         raise BadFrame("frame does not end with the JPEG EOI marker FF D9")
+
+
+def decode_picture(data: bytes, length: int | None = None,
+                   size: tuple[int, int] | None = None) -> np.ndarray:
+    """The BGR pixels of a JPEG that passes every check (markers, length, scan, OpenCV
+    decoding, and `size` = (width, height) if given); BadFrame says which failed."""
+    validate_jpeg(data, length)
+    try:
+        width, height = check_jpeg(data)
+    except JpegError as exc:
+        raise BadFrame(f"corrupt JPEG: {exc}") from exc
+    if size is not None and (width, height) != tuple(size):
+        raise BadFrame(f"picture is {width}x{height}, the camera is set to {size[0]}x{size[1]}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.shape[:2] != (height, width):
+        raise BadFrame("OpenCV cannot decode the picture")
+    return image
 
 
 class Vc0706Client:
@@ -118,7 +162,7 @@ class Vc0706Client:
 
     def __init__(self, port: str, baud: int = DEFAULT_BAUD, timeout: float = 0.2, *,
                  retries: int = 3, chunk_size: int = 1024, gap: float = 0.02,
-                 read_delay: int = 10, boot_timeout: float = 3.0, frame_retries: int = 1,
+                 read_delay: int = 10, boot_timeout: float = 3.0, frame_retries: int = 2,
                  serial_number: int = DEFAULT_SERIAL) -> None:
         if baud not in BAUD_CODES:
             raise ValueError(f"baud must be one of {sorted(BAUD_CODES)}, got {baud}")
@@ -133,6 +177,7 @@ class Vc0706Client:
         self.read_delay = read_delay
         self.boot_timeout = boot_timeout
         self.frame_retries = frame_retries
+        self.device_chunk = 0  # most bytes the camera sends per READ_FBUF (0: as asked)
         self.serial_number = serial_number
         self.counters = Counters()
         self.last_error = ""
@@ -348,13 +393,22 @@ class Vc0706Client:
                 self._version_locked()  # boot text lost: the camera must still answer
 
     def capture(self) -> bytes:
-        """Freeze a frame, read it in chunks, resume; return the validated JPEG bytes."""
+        """Freeze a frame, read it in chunks, resume; return the checked JPEG bytes."""
+        return self.capture_picture().jpeg
+
+    def capture_picture(self, size: tuple[int, int] | None = None) -> Picture:
+        """Freeze a frame, read and check it (see the module docstring), resume.
+
+        `size` (width, height): the size the picture must have. BadFrame if no clean copy
+        of the frame could be read.
+        """
         with self._lock:
             self._request("stop frame", encode_fbuf_ctrl(FbufCtrl.STOP_CURRENT,
                                                          self.serial_number),
                           Cmd.FBUF_CTRL, data_length=0)
+            captured = time.monotonic() - wire_time(HEADER_LEN, self.baud)
             try:
-                data = self._read_validated()
+                data, image = self._read_validated(size)
             except LinkLost:
                 raise
             except Vc0706Error:
@@ -365,13 +419,13 @@ class Vc0706Client:
                 raise
             self._resume_locked()
             self.counters.frames += 1
-            return data
+            return Picture(data, image, captured)
 
     def _resume_locked(self) -> None:
         self._request("resume frame", encode_fbuf_ctrl(FbufCtrl.RESUME, self.serial_number),
                       Cmd.FBUF_CTRL, data_length=0)
 
-    def _read_validated(self) -> bytes:
+    def _read_validated(self, size: tuple[int, int] | None) -> tuple[bytes, np.ndarray]:
         length = decode_fbuf_len(self._request(
             "frame length", encode_get_fbuf_len(0, self.serial_number),
             Cmd.GET_FBUF_LEN, data_length=4))
@@ -380,26 +434,47 @@ class Vc0706Client:
         for attempt in range(self.frame_retries + 1):
             data = self._read_frame(length)
             try:
-                validate_jpeg(data, length)
-            except BadFrame:
+                image = decode_picture(data, length, size)
+            except BadFrame as exc:
                 self.counters.bad_frames += 1
+                self.last_error = str(exc)
                 if attempt == self.frame_retries:
                     raise
                 continue
-            return data
+            return data, image
         raise AssertionError("unreachable")
 
     def _read_frame(self, length: int) -> bytes:
         out = bytearray()
         while len(out) < length:
-            want = min(self.chunk_size, length - len(out))
-            request = encode_read_fbuf(len(out), want, self.read_delay, 0,
-                                       serial=self.serial_number)
-            reply = self._request("READ_FBUF", request, Cmd.READ_FBUF, fbuf_length=want)
-            if not reply.data:
-                raise BadFrame("READ_FBUF returned no data")
-            if len(reply.data) < want:
-                self.counters.short_chunks += 1
-            out += reply.data
+            want = min(self.device_chunk or self.chunk_size, self.chunk_size, length - len(out))
+            out += self._read_chunk(len(out), want)
         return bytes(out)
 
+    def _read_chunk(self, address: int, want: int) -> bytes:
+        """`want` bytes at `address`, exactly framed; a short chunk is read again and kept
+        only if the camera sends the very same short chunk twice (its own limit)."""
+        request = encode_read_fbuf(address, want, self.read_delay, 0,
+                                   serial=self.serial_number)
+        previous: bytes | None = None
+        for attempt in range(self.retries + 2):
+            if attempt:
+                self.counters.retries += 1
+                self.counters.chunk_retries += 1
+            reply = self._request("READ_FBUF", request, Cmd.READ_FBUF, fbuf_length=want)
+            data = reply.data
+            if len(data) == want:
+                if previous is not None:
+                    self.counters.misaligned_chunks += 1  # the short one had lost bytes
+                return data
+            if not data:
+                raise BadFrame("READ_FBUF returned no data")
+            self.counters.short_chunks += 1
+            if data == previous:
+                self.device_chunk = len(data)
+                return data
+            if previous is not None:
+                self.counters.misaligned_chunks += 1
+            previous = data
+        raise BadFrame(f"READ_FBUF at {address}: no whole chunk of {want} bytes after "
+                       f"{self.retries + 2} reads")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ilrs_robots.drivers.vc0706 import LinkLost, NoReply, Vc0706Client
+from ilrs_robots.drivers.vc0706 import BadFrame, LinkLost, NoReply, Vc0706Client, decode_picture
 from ilrs_robots.protocols.vc0706 import Cmd
 from ilrs_robots.sim.devices.vc0706_emulator import Vc0706Camera
 
@@ -108,8 +108,11 @@ def test_short_reads(tmp_path) -> None:
         small(host)
         jpeg = host.capture()
         decode(jpeg)
-        assert host.counters.short_chunks > 0 and cam.short_replies > 0
-        assert host.counters.retries == 0
+        # the first short chunk is read again; the same 200 bytes twice: the camera's limit,
+        # asked for from then on (no more short chunks, no more re-reads)
+        assert host.device_chunk == 200 and host.counters.short_chunks == 2
+        assert host.counters.retries == 1 and host.counters.misaligned_chunks == 0
+        assert cam.short_replies == 2
 
 
 def test_corrupted_and_dropped_chunks_are_retried(camera, client) -> None:
@@ -169,3 +172,38 @@ def test_standalone_emulator(tmp_path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+
+
+def test_lost_bytes_never_reach_a_picture(tmp_path) -> None:
+    """A noisy UART loses one byte in 5 % of READ_FBUF replies: every picture the host
+    returns is byte for byte a picture the camera held, and each loss was seen and retried."""
+    with Vc0706Camera(tmp_path / "noisy", seed=7) as cam, \
+            Vc0706Client(str(cam.link), chunk_size=512) as host:
+        host.set_baud(115200)
+        host.set_size(320, 240)
+        cam.lose_bytes(0.05)
+        pictures = [host.capture_picture((320, 240)) for _ in range(10)]
+        held = set(cam.held_frames)
+        for picture in pictures:
+            assert picture.jpeg in held
+            assert picture.image.shape == (240, 320, 3)
+        c = host.counters
+        assert cam.bytes_lost >= 1
+        assert c.misaligned_chunks + c.timeouts + c.corrupt_replies >= cam.bytes_lost
+        assert c.frames == 10 and host.device_chunk == 0  # losses are not a short-read clone
+
+
+def test_pictures_that_do_not_decode_cleanly_are_refused() -> None:
+    ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
+    good = buf.tobytes()
+    assert decode_picture(good, len(good), (160, 120)).shape == (120, 160, 3)
+    with pytest.raises(BadFrame, match="160x120"):
+        decode_picture(good, len(good), (320, 240))
+    with pytest.raises(BadFrame, match="announced"):
+        decode_picture(good, len(good) + 1)
+    with pytest.raises(BadFrame, match="EOI"):
+        decode_picture(good[:-1] + b"\x00")
+    scan = good.rindex(b"\xff\xda")
+    missing = good[:scan + 40] + good[scan + 41:]  # a byte lost inside the scan data
+    with pytest.raises(BadFrame, match="corrupt JPEG"):
+        decode_picture(missing)

@@ -216,3 +216,57 @@ def test_device_decoders_fuzz(args: bytes, cmd: Cmd | None) -> None:
             call()
         except Vc0706ProtocolError:
             pass
+
+
+# -- the JPEG check ---------------------------------------------------------------------------
+
+def _jpeg(shape: tuple[int, ...], quality: int = 80, extra: tuple = ()) -> bytes:
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(sum(shape) + quality)
+    img = cv2.GaussianBlur(rng.integers(0, 255, shape, dtype=np.uint8), (7, 7), 0)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality, *extra])
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize("shape", [(480, 640, 3), (240, 320, 3), (61, 83, 3), (50, 70)])
+@pytest.mark.parametrize("quality", [5, 50, 95])
+def test_check_jpeg_accepts_what_libjpeg_writes(shape, quality) -> None:
+    import cv2
+
+    assert vc.check_jpeg(_jpeg(shape, quality)) == (shape[1], shape[0])
+    restarts = _jpeg(shape, quality, (cv2.IMWRITE_JPEG_RST_INTERVAL, 3))
+    assert b"\xff\xd0" in restarts and vc.check_jpeg(restarts) == (shape[1], shape[0])
+
+
+def test_check_jpeg_names_broken_structure() -> None:
+    good = _jpeg((120, 160, 3))
+    for bad, why in [(good[2:], "SOI"), (good[:-2], "EOI"), (good[:300] + good[-2:], None),
+                     (good[:2] + b"\x00" + good[2:], "marker")]:
+        with pytest.raises(vc.JpegError, match=why):
+            vc.check_jpeg(bad)
+
+
+def test_check_jpeg_follows_the_scan_to_its_last_block() -> None:
+    """What libjpeg reports as "Corrupt JPEG data" (scan data ending early, bytes left over,
+    a marker inside the scan) is refused; a changed length is caught by the block count."""
+    good = _jpeg((240, 320, 3), 60)
+    scan = good.rindex(b"\xff\xda") + 14
+    for bad, why in [(good[:-200] + good[-2:], "early|decode"),
+                     (good[:-2] + bytes(40) + good[-2:], "left over|range|decode"),
+                     (good[:scan + 50] + b"\xff\xc4" + good[scan + 50:], "marker inside"),
+                     (good[:scan + 30] + good[scan + 1030:], "")]:
+        with pytest.raises(vc.JpegError, match=why or None):
+            vc.check_jpeg(bad)
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=200, deadline=None)
+def test_check_jpeg_raises_only_jpeg_errors(data: bytes) -> None:
+    for blob in (data, b"\xff\xd8" + data + b"\xff\xd9"):
+        try:
+            vc.check_jpeg(blob)
+        except vc.JpegError:
+            pass

@@ -21,7 +21,12 @@ What is modelled:
 * Faults: :meth:`drop_next` (replies not sent, requests still executed), :meth:`corrupt_next`
   (a framing byte of the reply flipped: the status byte, or READ_FBUF's trailer; image bytes
   are never corrupted since no host could notice), :meth:`noise_next` (random bytes before a
-  reply), :meth:`babble` (random bytes now), :meth:`vanish` / :meth:`reappear`.
+  reply), :meth:`babble` (random bytes now), :meth:`vanish` / :meth:`reappear`, and
+  :meth:`lose_bytes` (a noisy UART: with a given probability, one byte anywhere in a reply,
+  READ_FBUF's by default, never reaches the host; ``--lose-byte-probability`` standalone).
+
+Every frame the camera froze is kept in ``held_frames`` (the last 256), so a test can check
+that what a host published is exactly a picture the camera held.
 
 Deviations from a real module: a new image size applies at once (some modules need a reset);
 READ_FBUF before any frame was stopped answers status 4 (cannot execute); reading past the end
@@ -41,6 +46,7 @@ import sys
 import termios
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import cv2
@@ -125,7 +131,7 @@ class Vc0706Camera(PtyDevice):
     Counters: ``requests_served``, ``requests_ignored`` (other serial numbers),
     ``unsupported`` (unknown commands), ``bytes_garbled`` (lost to a baud mismatch, both ways),
     ``replies_dropped``, ``replies_corrupted``, ``short_replies``, ``frames_encoded``,
-    ``resets``.
+    ``bytes_lost``, ``resets``.
     """
 
     def __init__(self, link: str | os.PathLike[str], baud: int = DEFAULT_BAUD, *,
@@ -164,6 +170,9 @@ class Vc0706Camera(PtyDevice):
         self._drop, self._drop_cmd = 0, None
         self._corrupt, self._corrupt_cmd = 0, None
         self._noise, self._noise_bytes, self._noise_cmd = 0, 0, None
+        self._loss, self._loss_cmd = 0.0, None
+        self.held_frames: deque[bytes] = deque(maxlen=256)
+        self.bytes_lost = 0
         self.requests_served = 0
         self.requests_ignored = 0
         self.unsupported = 0
@@ -228,6 +237,14 @@ class Vc0706Camera(PtyDevice):
         """Send ``nbytes`` random bytes before each of the next ``n`` replies."""
         with self.lock:
             self._noise, self._noise_bytes, self._noise_cmd = max(0, int(n)), nbytes, cmd
+
+    def lose_bytes(self, probability: float, cmd: int | None = Cmd.READ_FBUF) -> None:
+        """From now on, drop one random byte of a reply (to ``cmd``; None: any) with this
+        probability, as a noisy UART loses a byte; 0 turns it off."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in 0..1, got {probability}")
+        with self.lock:
+            self._loss, self._loss_cmd = float(probability), cmd
 
     def babble(self, nbytes: int) -> None:
         """Send ``nbytes`` random bytes to the host now."""
@@ -297,6 +314,11 @@ class Vc0706Camera(PtyDevice):
                 index = len(reply) - 1 if cmd == Cmd.READ_FBUF and len(reply) > 5 else 3
                 reply[index] ^= 0xA5
                 reply = bytes(reply)
+            if reply and self._loss and self._loss_cmd in (None, cmd) \
+                    and self._rng.random() < self._loss:
+                index = self._rng.randrange(len(reply))
+                reply = reply[:index] + reply[index + 1:]
+                self.bytes_lost += 1
             if reply and self._noise > 0 and self._noise_cmd in (None, cmd):
                 self._noise -= 1
                 noise = self._rng.randbytes(self._noise_bytes).replace(b"\x76", b"\x77")
@@ -395,7 +417,9 @@ class Vc0706Camera(PtyDevice):
         if not ok:
             raise RuntimeError("cv2.imencode failed")
         self.frames_encoded += 1
-        return buf.tobytes()
+        data = buf.tobytes()
+        self.held_frames.append(data)
+        return data
 
     def _set_baud(self, baud: int) -> None:
         with self.lock:
@@ -429,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="compression register, 0..255 (higher: smaller JPEGs)")
     parser.add_argument("--short-reads", type=int, default=0,
                         help="answer READ_FBUF with at most this many bytes (0: off)")
+    parser.add_argument("--lose-byte-probability", type=float, default=0.0,
+                        help="lose one byte of a READ_FBUF reply with this probability")
     args = parser.parse_args(argv)
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
@@ -437,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         camera = Vc0706Camera(args.link, args.baud, size=(width, height),
                               compression=args.compression, short_reads=args.short_reads)
+        camera.lose_bytes(args.lose_byte_probability)
     except ValueError as exc:
         parser.error(str(exc))
     return serve_until_signalled(camera)
