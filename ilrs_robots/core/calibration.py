@@ -20,6 +20,10 @@ _MATRICES = {  # yaml key -> (attribute, rows, cols)
 }
 
 
+# distortion models image_geometry understands -> number of coefficients
+DISTORTION_MODELS = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
+
+
 class CalibrationError(ValueError):
     """A calibration that cannot be used; the message names the field."""
 
@@ -98,12 +102,42 @@ def parse_calibration(text: str) -> CameraCalibration:
             raise CalibrationError(f"'{key}' must be a positive integer")
     values = {attr: _matrix(data, key, rows, cols)
               for key, (attr, rows, cols) in _MATRICES.items()}
-    if values["k"][0] <= 0 or values["k"][4] <= 0:
+    cal = CameraCalibration(width=data["image_width"], height=data["image_height"],
+                            camera_name=str(data.get("camera_name", "camera")),
+                            distortion_model=str(data.get("distortion_model", "plumb_bob")),
+                            **values)
+    check_calibration(cal)
+    return cal
+
+
+def check_calibration(cal: CameraCalibration) -> CameraCalibration:
+    """Return `cal` if a camera can use it, else raise CalibrationError naming the field.
+
+    Checked: a positive size, K 3x3, R 3x3 and P 3x4 with finite values and positive focal
+    lengths, and a distortion model image_geometry knows with its number of coefficients.
+    """
+    for name, value in (("image_width", cal.width), ("image_height", cal.height)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise CalibrationError(f"'{name}' must be a positive integer (got {value!r})")
+    for key, (attr, rows, cols) in _MATRICES.items():
+        values = getattr(cal, attr)
+        if cols is not None and len(values) != rows * cols:
+            raise CalibrationError(f"'{key}' must have {rows * cols} values "
+                                   f"(got {len(values)})")
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            raise CalibrationError(f"'{key}.data' has a non-finite value")
+    if cal.k[0] <= 0 or cal.k[4] <= 0:
         raise CalibrationError("'camera_matrix' must have positive focal lengths")
-    return CameraCalibration(width=data["image_width"], height=data["image_height"],
-                             camera_name=str(data.get("camera_name", "camera")),
-                             distortion_model=str(data.get("distortion_model", "plumb_bob")),
-                             **values)
+    if cal.p[0] <= 0 or cal.p[5] <= 0:
+        raise CalibrationError("'projection_matrix' must have positive focal lengths")
+    wanted = DISTORTION_MODELS.get(cal.distortion_model)
+    if wanted is None:
+        raise CalibrationError(f"'distortion_model' must be one of "
+                               f"{sorted(DISTORTION_MODELS)} (got {cal.distortion_model!r})")
+    if len(cal.d) != wanted:
+        raise CalibrationError(f"'distortion_coefficients' of {cal.distortion_model} must "
+                               f"have {wanted} values (got {len(cal.d)})")
+    return cal
 
 
 def format_calibration(cal: CameraCalibration) -> str:

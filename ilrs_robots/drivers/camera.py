@@ -5,12 +5,27 @@ Each source opens, reads frames stamped at capture, and says clearly why it cann
 `CameraUnavailable` when the device or file is not there (the driver retries with backoff),
 `CameraConfigError` for a source that can never work as given (e.g. a GStreamer pipeline on
 an OpenCV built without GStreamer).
+
+Capture instants are `time.monotonic()` seconds, taken when `grab()` returns; a node turns
+them into its own clock with `clock_stamp()` (so in simulation, sim time). For V4L2 devices
+the driver's buffer timestamp (OpenCV's `CAP_PROP_POS_MSEC`: the kernel's `v4l2_buffer`
+timestamp, CLOCK_MONOTONIC on current kernels, taken when the frame reached memory) replaces
+the grab time when it is plausible (0..1 s before the grab returned), which removes the
+queueing latency of the driver; `FrameSource.latency` says how much that was. GStreamer,
+files and streams give no such clock (their POS_MSEC is a media position): the grab time is
+used, so their stamps carry the pipeline's latency.
+
+A stereo pair is read as `grab()` on both devices, then `retrieve()` on both (the slow
+decode happens after both frames are taken); each side keeps its own capture instant and the
+loop measures their offset (`CaptureLoop.offsets`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -47,10 +62,55 @@ class CaptureSettings:
 
 @dataclass
 class Frame:
-    """A captured image and when it was captured (time.time() seconds)."""
+    """A captured image and its capture instant (time.monotonic() seconds)."""
 
     image: np.ndarray
     stamp: float
+
+
+def clock_stamp(clock_now: float, captured: float, monotonic_now: float | None = None
+                ) -> float:
+    """A capture instant (monotonic s) on another clock whose time now is `clock_now` (s).
+
+    The frame's age is measured on the monotonic clock and taken off the other clock's now:
+    `clock_now - (monotonic_now - captured)`. With sim time running at a real-time factor
+    other than 1 the age is still wall seconds (the best a real camera's stamp can do).
+    """
+    now = time.monotonic() if monotonic_now is None else monotonic_now
+    return clock_now - max(0.0, now - captured)
+
+
+def is_character_device(path: str) -> bool:
+    """True if `path` (symlinks followed, as /dev/v4l/by-id/...) is a character device."""
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never half:
+    a temporary file in the same folder, fsync, rename over; the folder is created."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def gstreamer_available() -> bool:
@@ -61,11 +121,16 @@ def gstreamer_available() -> bool:
 
 
 def classify(source: str) -> str:
-    """The kind of a source string: v4l2, gstreamer, stream, folder or file."""
+    """The kind of a source string: v4l2, gstreamer, stream, folder or file.
+
+    V4L2: an index, any /dev/video*, /dev/v4l/... (by-id, by-path: symlinks to the device,
+    also while unplugged) or any other character device.
+    """
     text = source.strip()
     if not text:
         raise CameraConfigError("empty camera source")
-    if text.isdigit() or text.startswith("/dev/video"):
+    if (text.isdigit() or text.startswith(("/dev/video", "/dev/v4l/"))
+            or is_character_device(text)):
         return "v4l2"
     if "!" in text or text.startswith("gst:"):
         return "gstreamer"
@@ -87,9 +152,14 @@ class FrameSource:
         self.settings = settings or CaptureSettings()
         self.loop = loop
         self.refused: list[str] = []  # settings the device silently did not take
+        self.undecodable = 0  # folder images that could not be decoded (skipped)
+        self.last_undecodable = ""
+        self.latency = 0.0  # s between the driver's buffer stamp and grab() returning
         self._cap: cv2.VideoCapture | None = None
         self._images: list[Path] = []
         self._index = 0
+        self._grabbed: float | None = None
+        self._pending: np.ndarray | None = None
         if self.kind == "gstreamer" and not gstreamer_available():
             raise CameraConfigError(
                 "this OpenCV was built without GStreamer, so the pipeline source "
@@ -161,32 +231,67 @@ class FrameSource:
 
     def read(self) -> Frame:
         """The next frame; CameraUnavailable when the source stopped giving frames."""
+        self.grab()
+        return self.retrieve()
+
+    def grab(self) -> None:
+        """Take the next frame (fast: no decoding) and note its capture instant."""
         if self._images:
-            return self._read_folder()
+            self._grab_folder()
+            return
         if self._cap is None:
             raise CameraUnavailable("camera is not open")
-        ok, image = self._cap.read()
-        stamp = time.time()
+        ok = self._cap.grab()
         if not ok and self.kind == "file" and self.loop:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, image = self._cap.read()
-            stamp = time.time()
-        if not ok or image is None:
+            ok = self._cap.grab()
+        now = time.monotonic()
+        if not ok:
             self.close()
             raise CameraUnavailable(f"{self.kind} source {self.source!r} gave no frame")
-        return Frame(image, stamp)
+        self._grabbed = now - self._driver_latency(now)
 
-    def _read_folder(self) -> Frame:
-        if self._index >= len(self._images):
-            if not self.loop:
-                raise CameraUnavailable("image folder finished")
-            self._index = 0
-        path = self._images[self._index]
-        self._index += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise CameraUnavailable(f"cannot read image {path}")
-        return Frame(image, time.time())
+    def _driver_latency(self, now: float) -> float:
+        """How long the V4L2 buffer waited before grab() returned, if the driver says."""
+        if self.kind != "v4l2" or self._cap is None:
+            return 0.0
+        buffer_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        latency = now - buffer_ms / 1000.0
+        self.latency = latency if 0.0 <= latency < 1.0 else 0.0  # else: not our clock
+        return self.latency
+
+    def retrieve(self) -> Frame:
+        """Decode the frame taken by grab()."""
+        if self._grabbed is None:
+            raise CameraUnavailable("retrieve() without a grabbed frame")
+        captured, self._grabbed = self._grabbed, None
+        if self._images:
+            image, self._pending = self._pending, None
+        elif self._cap is None:
+            raise CameraUnavailable("camera is not open")
+        else:
+            ok, image = self._cap.retrieve()
+            if not ok or image is None:
+                self.close()
+                raise CameraUnavailable(f"{self.kind} source {self.source!r} gave no frame")
+        return Frame(image, captured)
+
+    def _grab_folder(self) -> None:
+        """The next image that decodes; undecodable ones are counted and skipped."""
+        for _ in range(len(self._images)):
+            if self._index >= len(self._images):
+                if not self.loop:
+                    raise CameraUnavailable("image folder finished")
+                self._index = 0
+            path = self._images[self._index]
+            self._index += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                self._pending, self._grabbed = image, time.monotonic()
+                return
+            self.undecodable += 1
+            self.last_undecodable = path.name
+        raise CameraUnavailable(f"no image in folder {self.source} can be decoded")
 
     def close(self) -> None:
         """Release the device (idempotent)."""
@@ -194,6 +299,7 @@ class FrameSource:
             self._cap.release()
             self._cap = None
         self._images = []
+        self._grabbed = self._pending = None
 
 
 def side_by_side(frame: Frame) -> tuple[Frame, Frame]:
@@ -201,6 +307,28 @@ def side_by_side(frame: Frame) -> tuple[Frame, Frame]:
     half = frame.image.shape[1] // 2
     return (Frame(frame.image[:, :half], frame.stamp),
             Frame(frame.image[:, half:2 * half], frame.stamp))
+
+
+@dataclass
+class OffsetStats:
+    """Offsets between the two capture instants of a stereo pair (s), since the start."""
+
+    count: int = 0
+    total: float = 0.0
+    max: float = 0.0
+    last: float = 0.0
+
+    def add(self, offset: float) -> None:
+        """Count one pair's offset."""
+        self.count += 1
+        self.total += offset
+        self.max = max(self.max, offset)
+        self.last = offset
+
+    @property
+    def mean(self) -> float:
+        """Mean offset (0 before the first pair)."""
+        return self.total / self.count if self.count else 0.0
 
 
 @dataclass
@@ -240,6 +368,8 @@ class CaptureLoop:
         self.rate = rate
         self.backoff = backoff or Backoff()
         self.counter = RateCounter()
+        self.offsets = OffsetStats()
+        self.last_problem = 0.0  # monotonic time of the last drop or undecodable frame
         self.reconnects = 0
         self.last_error = ""
         self.link_ok = False
@@ -247,6 +377,11 @@ class CaptureLoop:
         self._last_stamp = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def undecodable(self) -> int:
+        """Undecodable images skipped, over every source."""
+        return sum(s.undecodable for s in self.sources)
 
     def start(self) -> CaptureLoop:
         """Start the capture thread."""
@@ -292,21 +427,28 @@ class CaptureLoop:
                 delay = next_time - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     break
+            undecodable = self.undecodable
             try:
-                frames = [s.read() for s in self.sources]
+                for s in self.sources:  # both exposures first, then the slow decoding
+                    s.grab()
+                frames = [s.retrieve() for s in self.sources]
             except CameraUnavailable as exc:
                 self.last_error = str(exc)
                 self.link_ok = False
                 for s in self.sources:
                     s.close()
                 continue
+            if self.undecodable != undecodable:
+                self.last_problem = time.monotonic()
             stamp = frames[0].stamp
-            frames = [Frame(f.image, stamp) for f in frames]  # a pair shares one stamp
+            if len(frames) == 2:
+                self.offsets.add(abs(frames[1].stamp - frames[0].stamp))
             if self.split:
-                frames = list(side_by_side(frames[0]))
-            if self._last_stamp and self.rate > 0 and \
+                frames = list(side_by_side(frames[0]))  # one exposure: one instant
+            if not paced and self._last_stamp and self.rate > 0 and \
                     stamp - self._last_stamp > 1.5 / self.rate:
                 self.counter.drops += int((stamp - self._last_stamp) * self.rate - 1 + 0.5)
+                self.last_problem = time.monotonic()
             self._last_stamp = stamp
             self.counter.tick(time.monotonic())
             self.on_frames(frames)

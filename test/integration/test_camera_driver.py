@@ -121,8 +121,11 @@ def test_missing_source_is_reported_then_recovers(ros, launcher, tmp_path):
 @pytest.mark.parametrize("params,name,text", [
     ({"source": "videotestsrc ! appsink"}, "source", "without GStreamer"),
     ({"source": "0", "stereo": "pair"}, "source_right", "needed"),
-    ({"source": "0", "calibration_file": "/nonexistent.yaml"}, "calibration_file", "cannot"),
+    ({"source": "0", "calibration_file": "/proc/version"}, "calibration_file", "cannot"),
     ({"source": "0", "encoding": "rgb16"}, "encoding", "bgr8 or mono8"),
+    ({"source": "0", "fps": 1e9}, "fps", "in [0.1, 120]"),
+    ({"source": "0", "jpeg_quality": 0}, "jpeg_quality", "in [1, 100]"),
+    ({"source": "0", "sourc": "1"}, "sourc", "did you mean 'source'"),
 ])
 def test_configuration_errors_are_clear(launcher, params, name, text):
     proc = launcher.start("camera_driver", parameters=params)

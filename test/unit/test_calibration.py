@@ -5,6 +5,7 @@ import pytest
 from ilrs_robots.core.calibration import (
     CalibrationError,
     CameraCalibration,
+    check_calibration,
     format_calibration,
     parse_calibration,
 )
@@ -64,3 +65,25 @@ def test_pinhole_and_scaling():
 def test_bad_files_name_the_problem(edit, message):
     with pytest.raises(CalibrationError, match=message):
         parse_calibration(edit(OST))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda c: setattr(c, "d", [0.0] * 4), "5 values"),
+    (lambda c: setattr(c, "distortion_model", "fisheye42"), "distortion_model"),
+    (lambda c: setattr(c, "p", [0.0] * 12), "projection_matrix"),
+    (lambda c: setattr(c, "k", [1.0] * 8), "9 values"),
+    (lambda c: setattr(c, "width", 0), "image_width"),
+    (lambda c: setattr(c, "r", [float("inf")] + [0.0] * 8), "non-finite"),
+])
+def test_check_calibration_refuses_what_set_camera_info_must_not_store(change, message):
+    cal = CameraCalibration.pinhole(640, 480, 500.0)
+    assert check_calibration(cal) is cal
+    change(cal)
+    with pytest.raises(CalibrationError, match=message):
+        check_calibration(cal)
+
+
+def test_other_models_with_their_coefficients():
+    cal = CameraCalibration.pinhole(640, 480, 500.0)
+    cal.distortion_model, cal.d = "equidistant", [0.1, 0.0, 0.0, 0.0]
+    assert parse_calibration(format_calibration(cal)) == cal
