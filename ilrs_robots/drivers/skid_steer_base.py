@@ -555,7 +555,9 @@ class Report:
 def assess(state: BaseState, bus: RoboClawBus, last_exception: str = "") -> list[Report]:
     """Diagnostics of a base: the drive itself, then one report per controller."""
     if not state.port_open:
-        drive = Report("drive", "ERROR", f"serial port {bus.port} lost: wheels stopped", [])
+        why = bus.last_error or "closed"
+        drive = Report("drive", "ERROR", f"serial port {bus.port} not open ({why}): wheels "
+                       f"stopped", [])
     elif not state.link_ok:
         drive = Report("drive", "ERROR", "a motor controller is not answering: wheels stopped",
                        [])

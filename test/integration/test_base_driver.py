@@ -110,7 +110,9 @@ def test_square_odometry_matches_emulator_wheel_travel(rover):
         rover.drive(0.0, 0.8, math.pi / 2 / 0.8)
     rover.drive(0.0, 0.0, 1.0)
     assert wait_until(lambda: all(s == 0 for s in rover.speeds(LEFT + RIGHT)), 3)
-    time.sleep(0.3)
+    # odometry of the stopped wheels: wait for a message that integrated their last counts
+    stopped_at = time.monotonic()
+    assert wait_until(lambda: any(t > stopped_at + 0.1 for t, _ in rover.odom.timed()), 5)
     metres = 2 * math.pi * RADIUS / CPR
     left = sum(rover.emu.motor(*k).position - start[k] for k in LEFT) / 3 * metres
     right = sum(rover.emu.motor(*k).position - start[k] for k in RIGHT) / 3 * metres
@@ -145,7 +147,7 @@ def test_estop_latches_and_needs_a_fresh_command(rover):
     assert rover.all_stopped()
     rover.wait_status("drive", DiagnosticStatus.WARN, message="estop")
     rover.estop.publish(Bool(data=False))
-    time.sleep(0.5)
+    rover.wait_status("drive", DiagnosticStatus.OK, message="stopped, waiting for a fresh")
     assert rover.all_stopped()  # released, but nothing moves before a fresh command
     rover.drive(0.3, 0.0, 0.5)
     assert rover.targets(LEFT) == pytest.approx([counts_per_s(0.3)] * 3, abs=1)

@@ -91,8 +91,8 @@ def test_mixed_speed_reaches_target_at_commanded_acceleration(bus, bm) -> None:
     (ok, speed2, direction2), t_c, t_d = timed(lambda: bm.ReadSpeedM2(A))
     assert ok and direction2 == 1
     assert accel * (t_c - t_b) - 1 <= -signed(speed2) <= min(4000, accel * (t_d - t_a) + 1)
-    time.sleep(max(0.0, t_a + 0.25 - time.monotonic()))  # ramps take 0.2 s and 0.1 s
-    assert bm.ReadSpeedM1(A) == (1, 8000, 0)
+    # ramps take 0.2 s and 0.1 s
+    assert wait_until(lambda: bm.ReadSpeedM1(A) == (1, 8000, 0), 5)
     assert signed(bm.ReadSpeedM2(A)[1]) == -4000
     assert bm.ReadSpeedM1(B) == (1, 0, 0)  # other controllers are untouched
 
@@ -129,8 +129,7 @@ def test_duty_maps_to_a_fraction_of_max_speed(bus, bm) -> None:
     assert m1.target_qpps == pytest.approx(16384 / 32767 * m1.params.max_qpps)
     assert m2.target_qpps == pytest.approx(-m2.params.max_qpps)
     assert m1.duty_command_count == 1 and m1.speed_command_count == 0
-    time.sleep(0.05)
-    assert bm.ReadSpeedM1(B)[1] > 0
+    assert wait_until(lambda: bm.ReadSpeedM1(B)[1] > 0, 5)
 
 
 def test_currents_battery_and_temperature_are_plausible(bus, bm) -> None:
@@ -138,7 +137,7 @@ def test_currents_battery_and_temperature_are_plausible(bus, bm) -> None:
     assert ok and idle_volts == 280  # 28.0 V, nothing drawing current
     assert bm.ReadCurrents(A) == (True, 0, 0)
     bm.SpeedAccelM1M2(A, 40000, 8000, 8000)
-    time.sleep(0.3)
+    assert wait_until(lambda: bm.ReadSpeedM1(A)[1] == 8000, 5)  # at speed, ramp over
     ok, c1, c2 = bm.ReadCurrents(A)
     assert ok and 50 <= c1 <= 500 and c1 == c2  # 0.5..5 A in units of 10 mA
     ok, volts = bm.ReadMainBatteryVoltage(A)
@@ -208,9 +207,8 @@ def test_late_replies(bus, bm) -> None:
 def test_stall_sets_overcurrent_warning(bus, bm) -> None:
     bus.stall(A, 1)
     bm.SpeedAccelM1M2(A, 40000, 4000, 4000)
-    time.sleep(0.15)
+    assert wait_until(lambda: bm.ReadSpeedM2(A)[1] == 4000, 5)  # the free motor is at speed
     assert bm.ReadSpeedM1(A) == (1, 0, 0)
-    assert bm.ReadSpeedM2(A)[1] == 4000
     ok, c1, c2 = bm.ReadCurrents(A)
     assert ok and c1 >= 1000 > c2  # >= 10 A on the stalled motor
     ok, status = bm.ReadError(A)
@@ -218,8 +216,7 @@ def test_stall_sets_overcurrent_warning(bus, bm) -> None:
     assert not (status >> 16) & Basicmicro.WARN_OVERCURRENTM2
     assert status & 0xFFFF == 0
     bus.stall(A, 1, on=False)
-    time.sleep(0.02)
-    assert bm.ReadSpeedM1(A)[1] > 0
+    assert wait_until(lambda: bm.ReadSpeedM1(A)[1] > 0, 5)
     assert bm.ReadError(A) == (1, 0)
 
 
