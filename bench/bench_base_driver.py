@@ -103,8 +103,9 @@ def loop_rate(tmp: Path, seconds: float = 5.0) -> float:
     base = SkidSteerBase(bus, parse_wheels(DEFAULT_WHEELS, DEFAULT_CHANNELS, [1] * 6, ADDRESSES),
                          SkidSteerGeometry(0.25, 1.2, 8192), DriveLimits(0.5, 0.8, 0.6, 0.5, 1.5),
                          cmd_timeout=3600.0, health_period=HEALTH_PERIOD)
-    bus.open()
-    base.command(0.3, 0.1)
+    bus.open()  # identifies the controllers and sets their serial timeout
+    base.cycle()  # the first cycle of a connection holds the wheels until a command
+    base.command(0.3, 0.1)  # only sets the targets: cycle() writes them
     end = time.monotonic() + seconds
     cycles = 0
     while time.monotonic() < end:

@@ -514,12 +514,23 @@ class RoboClawBus:
         result = self._transact(address, "read serial timeout", lambda c: c.GetTimeout(address))
         return float(result[1])
 
-    def read_health(self, address: int) -> Health:
-        """Battery, temperature, currents and status bits (commands 24, 82, 49, 90)."""
+    def read_health(self, address: int,
+                    between: Callable[[], None] | None = None) -> Health:
+        """Battery, temperature, currents and status bits (commands 24, 82, 49, 90).
+
+        `between` runs between two of the four transactions (to write a fresh command).
+        """
+        def pause() -> None:
+            if between is not None:
+                between()
+
         volts = self._transact(address, "read battery",
                                lambda c: c.ReadMainBatteryVoltage(address))
+        pause()
         temp = self._transact(address, "read temperature", lambda c: c.ReadTemp(address))
+        pause()
         cur = self._transact(address, "read currents", lambda c: c.ReadCurrents(address))
+        pause()
         status = self._transact(address, "read status", lambda c: c.ReadError(address))
         return Health(battery_v=volts[1] / 10.0, temperature_c=temp[1] / 10.0,
                       currents_a=(cur[1] / 100.0, cur[2] / 100.0), status_bits=int(status[1]))

@@ -466,7 +466,7 @@ class SkidSteerBase:
         address = self.addresses[self._health_index % len(self.addresses)]
         self._health_index += 1
         try:
-            self.controllers[address].health = self.bus.read_health(address)
+            self.controllers[address].health = self.bus.read_health(address, self._flush)
         except (NoReply, LinkLost):
             pass
 

@@ -12,6 +12,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 
+from ilrs_robots.protocols.roboclaw import Cmd
 from ilrs_robots.runner.ros_client import LATCHED, wait_until
 from ilrs_robots.sim.devices.roboclaw_emulator import RoboClawBus
 
@@ -55,6 +56,18 @@ class Rover:
             self.cmd.publish(twist(v, w))
             time.sleep(1.0 / rate)
 
+    def drive_until(self, v: float, w: float, condition, timeout: float = 10.0,
+                    rate: float = 20.0) -> bool:
+        """Publish (v, w) at `rate` until `condition()` holds; False at timeout."""
+        return bool(wait_until(lambda: self.cmd.publish(twist(v, w)) is None and condition(),
+                               timeout, period=1.0 / rate))
+
+    def follows(self, v: float, wheels=None) -> bool:
+        """Drive straight at v until the wheels' targets are its counts/s."""
+        wheels = wheels or LEFT + RIGHT
+        return self.drive_until(v, 0.0, lambda: self.targets(wheels) == pytest.approx(
+            [counts_per_s(v)] * len(wheels), abs=1))
+
     def targets(self, wheels) -> list[float]:
         return [self.emu.motor(a, m).target_qpps for a, m in wheels]
 
@@ -89,17 +102,16 @@ def rover(ros, launcher, tmp_path):
 
 
 def test_straight_and_turning_speeds_follow_kinematics(rover):
-    rover.drive(0.3, 0.0, 1.0)
-    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.follows(0.3)
     # v = 0.2 m/s, w = 0.3 rad/s: left rim 0.2 - 0.3 * 0.6, right rim 0.2 + 0.3 * 0.6
-    rover.drive(0.2, 0.3, 1.0)
-    assert rover.targets(LEFT) == pytest.approx([counts_per_s(0.02)] * 3, abs=1)
-    assert rover.targets(RIGHT) == pytest.approx([counts_per_s(0.38)] * 3, abs=1)
+    assert rover.drive_until(0.2, 0.3, lambda: rover.targets(LEFT + RIGHT) == pytest.approx(
+        [counts_per_s(0.02)] * 3 + [counts_per_s(0.38)] * 3, abs=1))
     # the motors reached those speeds, and joint_states report them in rad/s
-    assert wait_until(lambda: rover.speeds(RIGHT) == pytest.approx(rover.targets(RIGHT)), 2)
-    js = rover.joints.last()
+    assert wait_until(lambda: rover.speeds(RIGHT) == pytest.approx(rover.targets(RIGHT)), 5)
+    js = rover.joints.wait_for(lambda m: m.velocity[1] == pytest.approx(0.38 / RADIUS,
+                                                                         rel=0.02), 10)
+    assert js is not None, rover.joints.last()
     assert js.name[0] == "front_left_wheel_joint" and len(js.name) == 6
-    assert js.velocity[1] == pytest.approx(0.38 / RADIUS, rel=0.02)
 
 
 def test_square_odometry_matches_emulator_wheel_travel(rover):
@@ -131,8 +143,7 @@ def test_square_odometry_matches_emulator_wheel_travel(rover):
 
 
 def test_cmd_timeout_stops_wheels(rover):
-    rover.drive(0.3, 0.0, 1.0)
-    assert not rover.all_stopped()
+    assert rover.follows(0.3)
     stopped_by = time.monotonic()
     assert wait_until(rover.all_stopped, 3.0)
     assert time.monotonic() - stopped_by >= 0.3  # not before the 0.5 s timeout
@@ -140,7 +151,7 @@ def test_cmd_timeout_stops_wheels(rover):
 
 
 def test_estop_latches_and_needs_a_fresh_command(rover):
-    rover.drive(0.3, 0.0, 0.6)
+    assert rover.follows(0.3)
     rover.estop.publish(Bool(data=True))
     assert wait_until(rover.all_stopped, 2.0)
     rover.drive(0.3, 0.0, 1.0)  # ignored while latched
@@ -149,27 +160,28 @@ def test_estop_latches_and_needs_a_fresh_command(rover):
     rover.estop.publish(Bool(data=False))
     rover.wait_status("drive", DiagnosticStatus.OK, message="stopped, waiting for a fresh")
     assert rover.all_stopped()  # released, but nothing moves before a fresh command
-    rover.drive(0.3, 0.0, 0.5)
-    assert rover.targets(LEFT) == pytest.approx([counts_per_s(0.3)] * 3, abs=1)
+    assert rover.follows(0.3)
 
 
 @pytest.mark.parametrize("bad", [(math.nan, 0.0), (0.0, math.inf), (40.0, 0.0)])
 def test_bad_commands_rejected(rover, bad):
-    rover.drive(0.2, 0.0, 0.5)
-    before = rover.targets(LEFT + RIGHT)
-    rover.drive(*bad, 0.25)
-    assert rover.targets(LEFT + RIGHT) == before  # never sent, previous command stands
-    rover.drive(*bad, 1.0)
-    assert rover.all_stopped()  # and bad commands do not feed the cmd_timeout watchdog
+    sent = set()
+    rover.emu.on_request = lambda r, now: (r.cmd == Cmd.SPEED_ACCEL_MIXED
+                                           and sent.update(r.args[1:]))
+    assert rover.follows(0.2)
+    # a stream of bad commands: rejected, and they do not feed the cmd_timeout watchdog
+    assert rover.drive_until(*bad, lambda: "cmd_vel rejected" in rover.node.output()
+                             and rover.all_stopped())
+    good = round(counts_per_s(0.2))
+    assert 0 in sent and sent <= {0, good - 1, good, good + 1}  # the good command and stops
     assert rover.node.alive
-    assert wait_until(lambda: "cmd_vel rejected" in rover.node.output(), 3)
 
 
 def test_corrupt_replies_are_counted_and_survived(rover):
-    rover.drive(0.3, 0.0, 0.5)
+    assert rover.follows(0.3)
     rover.emu.corrupt_crc(4)
     rover.drive(0.3, 0.0, 1.5)
-    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.follows(0.3)
     assert rover.node.alive
     crc = wait_until(lambda: sum(int(next(v.value for v in s.values if v.key == "crc_errors"))
                                  for s in rover.diag.last().status
@@ -179,7 +191,7 @@ def test_corrupt_replies_are_counted_and_survived(rover):
 
 
 def test_silent_controller_stops_the_others_until_a_fresh_command(rover):
-    rover.drive(0.3, 0.0, 0.6)
+    assert rover.follows(0.3)
     rover.emu.silence(129, True)
     rover.drive(0.3, 0.0, 1.0)
     status = rover.wait_status("RoboClaw 129", DiagnosticStatus.ERROR)
@@ -188,13 +200,12 @@ def test_silent_controller_stops_the_others_until_a_fresh_command(rover):
     rover.emu.silence(129, False)
     rover.wait_status("RoboClaw 129", DiagnosticStatus.OK)
     assert rover.all_stopped()  # back, but held until a fresh command
-    rover.drive(0.3, 0.0, 0.6)
-    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.follows(0.3)
     assert rover.node.alive
 
 
 def test_port_vanishes_and_returns(rover):
-    rover.drive(0.3, 0.0, 0.6)
+    assert rover.follows(0.3)
     rover.emu.vanish()
     rover.wait_status("drive", DiagnosticStatus.ERROR)
     rover.drive(0.3, 0.0, 0.3)
@@ -202,8 +213,7 @@ def test_port_vanishes_and_returns(rover):
     rover.wait_status("drive", DiagnosticStatus.OK, timeout=15)
     # the emulated controllers kept their last speed; the driver stops them on reconnect
     assert wait_until(rover.all_stopped, 3)
-    rover.drive(0.3, 0.0, 0.6)
-    assert rover.targets(LEFT + RIGHT) == pytest.approx([counts_per_s(0.3)] * 6, abs=1)
+    assert rover.follows(0.3)
     assert rover.node.alive
 
 

@@ -128,8 +128,7 @@ def test_a_second_driver_on_a_port_in_use_exits_naming_port_and_holder(ros, laun
         assert second.returncode not in (0, None), out
         assert str(rover.emu.link) in out and f"pid {rover.node.proc.pid}" in out, out
         assert "Traceback" not in out
-        rover.drive(0.3, 0.0, 0.5)  # the first one is undisturbed
-        assert moving(rover) and rover.node.alive
+        assert rover.follows(0.3) and rover.node.alive  # the first one is undisturbed
     finally:
         rover.close()
 
