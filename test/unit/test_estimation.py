@@ -1,0 +1,268 @@
+"""The localization EKF against a known synthetic traverse: wheel odometry with a scale error
+and a skid-steer yaw error, a gyro with a bias, a tilted accelerometer and noisy visual
+odometry. The fused estimate must beat dead reckoning and stay within a bound; a stall
+must raise the slip flag, which drops again (with hysteresis) once the wheels grip."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from ilrs_robots.core.estimation import (
+    RoverEKF,
+    TiltFilter,
+    increment_matrix,
+    map_to_odom,
+    planar_increment,
+)
+from ilrs_robots.core.geometry import Pose2D, wrap_angle
+
+G = 1.62
+START = Pose2D(3.0, -2.0, 0.4)
+
+
+def _rot(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    cr, sr, cp, sp = math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch)
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1.0]])
+    ry = np.array([[cp, 0, sp], [0, 1.0, 0], [-sp, 0, cp]])
+    rx = np.array([[1.0, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    return rz @ ry @ rx
+
+
+@dataclass
+class Run:
+    """Result of a synthetic run: truth, fused and dead-reckoned final poses, distance."""
+
+    truth: Pose2D
+    fused: Pose2D
+    wheels_only: Pose2D
+    wheels_gyro: Pose2D
+    distance: float
+    max_fused_error: float
+    ekf: RoverEKF
+    slip_log: list[tuple[float, bool, float]] = field(default_factory=list)
+    error_log: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def synthetic_run(duration: float, seed: int = 1, *, wheel_scale: float = 1.03,
+                  wheel_yaw_scale: float = 1.15, gyro_bias: float = 0.002,
+                  vo_rate: float = 5.0, vo_sigma_t: float = 0.002,
+                  vo_sigma_yaw: float = 0.0005, vo_scale: float = 0.997,
+                  vo_dropout: float = 0.1, stall: tuple[float, float] | None = None,
+                  partial_slip: tuple[float, float, float] | None = None,
+                  speed: float = 0.5, start: Pose2D = START,
+                  tilt_deg: tuple[float, float] = (6.0, 4.0)) -> Run:
+    """Drive a seeded random route (curvature segments and stops over tilted terrain) and
+    feed the EKF at 50 Hz IMU, 10 Hz wheels and ``vo_rate`` Hz visual odometry.
+
+    ``stall`` = (t0, t1): the wheels keep turning at full speed but the rover stands still.
+    ``partial_slip`` = (t0, t1, ratio): the rover makes (1 - ratio) of the wheels' speed.
+    """
+    rng = np.random.default_rng(seed)
+    dt = 0.02
+    ekf = RoverEKF(pose=start, stamp=0.0)
+    x, y, yaw, z = start.x, start.y, start.yaw, 0.0
+    wx, wy, wyaw = x, y, yaw  # wheels only
+    gx, gy, gyaw = x, y, yaw  # wheels + raw gyro
+    dist = 0.0
+    seg_end, cmd_v, cmd_w = 0.0, 0.0, 0.0
+    ramp_v = ramp_w = 0.0
+    v_prev = 0.0
+    t = 0.0
+    vo_every = int(round(1.0 / (vo_rate * dt)))
+    wheel_every = 5
+    pose_ref = None  # (T at reference) for VO
+    max_err = 0.0
+    run = Run(start, start, start, start, 0.0, 0.0, ekf)
+    step = 0
+    while t < duration - 1e-9:
+        if t >= seg_end:  # new segment: drive on a random arc, or stop now and then
+            seg_end = t + rng.uniform(5.0, 20.0)
+            stop = rng.random() < 0.1
+            cmd_v = 0.0 if stop else speed
+            cmd_w = 0.0 if stop else rng.choice([0.0, 0.0, rng.uniform(-0.15, 0.15)])
+        # the base ramps its speed (0.5 m/s^2) and turn rate
+        ramp_v += float(np.clip(cmd_v - ramp_v, -0.5 * dt, 0.5 * dt))
+        ramp_w += float(np.clip(cmd_w - ramp_w, -0.5 * dt, 0.5 * dt))
+        wheel_v, wheel_w = ramp_v, ramp_w
+        true_v, true_w = ramp_v, ramp_w
+        if stall and stall[0] <= t < stall[1]:
+            wheel_v, true_v, true_w, wheel_w = speed, 0.0, 0.0, 0.0
+        if partial_slip and partial_slip[0] <= t < partial_slip[1]:
+            wheel_v, wheel_w = speed, 0.0
+            true_v, true_w = speed * (1.0 - partial_slip[2]), 0.0
+        # terrain tilt varies with the distance travelled
+        pitch = math.radians(tilt_deg[0]) * math.sin(dist / 15.0)
+        roll = math.radians(tilt_deg[1]) * math.sin(dist / 23.0 + 1.0)
+        x += true_v * math.cos(pitch) * math.cos(yaw) * dt
+        y += true_v * math.cos(pitch) * math.sin(yaw) * dt
+        z -= true_v * math.sin(pitch) * dt
+        yaw = wrap_angle(yaw + true_w * dt)
+        dist += abs(true_v) * dt
+        t += dt
+        step += 1
+        # IMU: specific force = gravity seen in the body + motion accelerations
+        R = _rot(roll, pitch, yaw)
+        f = R.T @ np.array([0.0, 0.0, G])
+        f += np.array([(true_v - v_prev) / dt, true_v * true_w, 0.0])
+        v_prev = true_v
+        accel = f + rng.normal(0.0, 0.02, 3)
+        # body rates giving the yaw rate true_w at this tilt (roll/pitch rates neglected)
+        w_body = R.T @ np.array([0.0, 0.0, true_w])
+        gyro = w_body + np.array([0.0, 0.0, gyro_bias]) + rng.normal(0.0, 0.002, 3)
+        ekf.update_imu(t, accel, gyro)
+        gyaw = wrap_angle(gyaw + float(gyro[2]) * dt)
+        if step % wheel_every == 0:
+            meas_v = wheel_scale * wheel_v + (rng.normal(0.0, 0.01) if wheel_v else 0.0)
+            meas_w = wheel_yaw_scale * wheel_w + (rng.normal(0.0, 0.02) if wheel_w else 0.0)
+            ekf.update_wheel_odometry(t, meas_v, meas_w)
+            wdt = wheel_every * dt
+            wyaw = wrap_angle(wyaw + meas_w * wdt)
+            wx += meas_v * math.cos(wyaw) * wdt
+            wy += meas_v * math.sin(wyaw) * wdt
+            gx += meas_v * math.cos(gyaw) * wdt
+            gy += meas_v * math.sin(gyaw) * wdt
+        if step % vo_every == 0:
+            T = np.eye(4)
+            T[:3, :3] = R
+            T[:3, 3] = (x, y, z)
+            if pose_ref is None:
+                pose_ref = (T, t, np.eye(4))  # (keyframe truth, stamp, last measured)
+                ekf.vo_reference(t)
+            elif rng.random() >= vo_dropout:
+                # like StereoVisualOdometry: noisy poses relative to a keyframe, reported as
+                # steps since the last frame (so they telescope), new keyframe every 0.25 m
+                T0, t0, last = pose_ref
+                m = np.linalg.inv(T0) @ T
+                m[:3, 3] = m[:3, 3] * vo_scale + rng.normal(0.0, vo_sigma_t, 3)
+                m[:3, :3] = m[:3, :3] @ _rot(0.0, 0.0, rng.normal(0.0, vo_sigma_yaw))
+                cov = np.diag([vo_sigma_t] * 3 + [vo_sigma_yaw] * 3) ** 2
+                ekf.update_visual_odometry(t0, t, np.linalg.inv(last) @ m, cov)
+                if np.linalg.norm(m[:3, 3]) > 0.25 or abs(math.atan2(m[1, 0], m[0, 0])) > 0.09:
+                    pose_ref = (T, t, np.eye(4))
+                else:
+                    pose_ref = (T0, t, m)
+            p = ekf.pose
+            max_err = max(max_err, math.hypot(p.x - x, p.y - y))
+            run.slip_log.append((t, ekf.slip.slipping, ekf.slip.ratio))
+            run.error_log.append((t, math.hypot(p.x - x, p.y - y),
+                                  math.degrees(wrap_angle(p.yaw - yaw))))
+    run.truth = Pose2D(x, y, yaw)
+    run.fused = ekf.pose
+    run.wheels_only = Pose2D(wx, wy, wyaw)
+    run.wheels_gyro = Pose2D(gx, gy, gyaw)
+    run.distance = dist
+    run.max_fused_error = max_err
+    return run
+
+
+def _err(a: Pose2D, b: Pose2D) -> tuple[float, float]:
+    return math.hypot(a.x - b.x, a.y - b.y), abs(math.degrees(wrap_angle(a.yaw - b.yaw)))
+
+
+def test_fused_estimate_beats_dead_reckoning_and_stays_bounded():
+    run = synthetic_run(300.0, seed=3)
+    pos, head = _err(run.fused, run.truth)
+    wpos, _ = _err(run.wheels_only, run.truth)
+    gpos, ghead = _err(run.wheels_gyro, run.truth)
+    assert run.distance > 100.0
+    assert pos < 0.5 * min(wpos, gpos)
+    assert pos < 0.02 * run.distance
+    assert run.max_fused_error < 0.02 * run.distance + 0.1
+    assert head < 2.0 and head < ghead
+    # the filter learnt the gyro bias and the wheels' speed scale
+    assert run.ekf.gyro_bias == pytest.approx(0.002, abs=0.0007)
+    assert run.ekf.wheel_scale == pytest.approx(1.03, abs=0.01)
+    assert not any(s for _, s, _ in run.slip_log)
+
+
+def test_without_visual_odometry_gyro_and_wheels_still_beat_wheels_alone():
+    run = synthetic_run(200.0, seed=4, vo_dropout=1.0)
+    pos, head = _err(run.fused, run.truth)
+    wpos, whead = _err(run.wheels_only, run.truth)
+    assert head < whead
+    assert pos < wpos
+
+
+def test_stall_raises_slip_flag_and_estimate_does_not_run_away():
+    run = synthetic_run(60.0, seed=5, stall=(20.0, 30.0))
+    during = [(t, s) for t, s, _ in run.slip_log if 20.0 <= t < 30.0]
+    first = next(t for t, s in during if s)
+    assert first < 21.5  # flagged within 1.5 s of the stall
+    assert all(s for t, s in during if t > first)
+    before = [s for t, s, _ in run.slip_log if t < 20.0]
+    assert not any(before)
+    after = [s for t, s, _ in run.slip_log if t > 33.0]
+    assert after and not any(after)  # gripping again clears the flag
+    pos, _ = _err(run.fused, run.truth)
+    wpos, _ = _err(run.wheels_gyro, run.truth)
+    assert wpos > 4.0 and pos < 0.3
+
+
+def test_slip_flag_has_hysteresis():
+    # stall raises the flag; 35 % slip keeps it (between off 0.2 and on 0.5); grip drops it
+    run = synthetic_run(60.0, seed=6, stall=(10.0, 14.0), partial_slip=(14.0, 30.0, 0.35))
+    flags = {round(t, 2): s for t, s, _ in run.slip_log}
+    assert flags[13.0]
+    assert all(s for t, s in flags.items() if 15.0 <= t < 30.0)
+    assert not any(s for t, s in flags.items() if t > 33.0)
+    ratios = [r for t, _, r in run.slip_log if 20.0 <= t < 30.0]
+    assert np.median(ratios) == pytest.approx(0.35, abs=0.08)
+    # and 35 % slip from a clean start does not raise it
+    calm = synthetic_run(40.0, seed=6, partial_slip=(10.0, 30.0, 0.35))
+    assert not any(s for _, s, _ in calm.slip_log)
+
+
+def test_reset_sets_pose_and_covariance():
+    ekf = RoverEKF(stamp=0.0)
+    cov = np.diag([0.25, 0.25, 0.01])
+    ekf.reset(Pose2D(10.0, -5.0, 1.0), cov, stamp=1.0)
+    assert ekf.pose == Pose2D(10.0, -5.0, 1.0)
+    np.testing.assert_allclose(ekf.pose_covariance, cov)
+    ekf.update_wheel_odometry(2.0, 0.5, 0.0)
+    ekf.update_wheel_odometry(3.0, 0.5, 0.0)
+    dx, dy = ekf.pose.x - 10.0, ekf.pose.y + 5.0
+    assert math.hypot(dx, dy) > 0.3  # drove off along the new heading
+    assert abs(math.atan2(dy, dx) - 1.0) < 0.05
+    c6 = ekf.covariance6()
+    assert c6.shape == (6, 6) and c6[0, 0] > 0.25 and c6[5, 5] >= 0.01
+
+
+def test_vo_increment_without_reference_is_refused_then_used():
+    ekf = RoverEKF(stamp=0.0)
+    assert not ekf.update_visual_odometry(0.0, 0.5, increment_matrix(0.2, 0, 0), np.eye(6))
+    # the refusal took the reference at 0.5 s: the next increment is used
+    ekf.update_wheel_odometry(1.0, 0.2, 0.0)
+    before = ekf.pose.x
+    assert ekf.update_visual_odometry(0.5, 1.0, increment_matrix(0.0, 0.0, 0.0),
+                                      np.diag([1e-6] * 3 + [1e-6] * 3))
+    assert ekf.pose.x < before  # the camera says it did not move: pulled back
+
+
+def test_tilt_from_accelerometer():
+    f = _rot(math.radians(5), math.radians(-8), 0.7).T @ np.array([0, 0, G])
+    roll, pitch = TiltFilter.from_accel(f)
+    assert math.degrees(roll) == pytest.approx(5.0, abs=1e-6)
+    assert math.degrees(pitch) == pytest.approx(-8.0, abs=1e-6)
+
+
+def test_planar_increment_levels_a_tilted_motion():
+    pitch = math.radians(10)
+    m = increment_matrix(0.1, 0.0, 0.0)  # 0.1 m forward along a base pitched 10 deg
+    (dx, dy, dyaw), cov = planar_increment(m, np.eye(6) * 1e-4, (0.0, pitch), (0.0, pitch))
+    assert dx == pytest.approx(0.1 * math.cos(pitch), abs=1e-9)
+    assert dy == pytest.approx(0.0, abs=1e-9) and dyaw == pytest.approx(0.0, abs=1e-9)
+    assert cov.shape == (3, 3) and np.all(np.linalg.eigvalsh(cov) > 0)
+
+
+def test_map_to_odom_composes_back_to_the_map_pose():
+    m, o = Pose2D(5.0, 2.0, 0.5), Pose2D(1.0, -1.0, -0.3)
+    t = map_to_odom(m, o)
+    c, s = math.cos(t.yaw), math.sin(t.yaw)
+    assert t.x + c * o.x - s * o.y == pytest.approx(m.x)
+    assert t.y + s * o.x + c * o.y == pytest.approx(m.y)
+    assert wrap_angle(t.yaw + o.yaw - m.yaw) == pytest.approx(0.0, abs=1e-12)

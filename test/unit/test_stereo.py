@@ -1,0 +1,167 @@
+"""Stereo hazard mapping: the rig from calibrations, the elevation map and its hazards on
+synthetic terrain, and the whole pipeline on a pair rendered by the MuJoCo simulator, whose
+mapped heights must match the world's true terrain; untextured places stay unknown."""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from ilrs_robots.core.calibration import CameraCalibration  # noqa: E402
+from ilrs_robots.core.elevation import (  # noqa: E402
+    COST_LETHAL,
+    COST_UNKNOWN,
+    ROCK,
+    SLOPE,
+    STEP,
+    UNKNOWN,
+    ElevationMap,
+    HazardLimits,
+)
+from ilrs_robots.core.stereo import (  # noqa: E402
+    OPTICAL_FROM_MUJOCO,
+    StereoMatcher,
+    StereoRig,
+    pose_matrix,
+    range_variance,
+    transform_points,
+)
+
+W, H = 640, 480
+
+
+def _surface(fn, x0=-4.0, x1=4.0, step=0.03) -> np.ndarray:
+    xs = np.arange(x0, x1, step)
+    X, Y = np.meshgrid(xs, xs)
+    return np.column_stack([X.ravel(), Y.ravel(), fn(X, Y).ravel()])
+
+
+def test_rig_from_calibrations_reads_baseline_from_right_projection():
+    left = CameraCalibration.pinhole(640, 480, 400.0)
+    right = CameraCalibration.pinhole(640, 480, 400.0)
+    right.p[3] = -400.0 * 0.3
+    rig = StereoRig.from_calibrations(left, right)
+    assert rig.baseline == pytest.approx(0.3) and rig.fx == 400.0
+    assert rig.depth(40.0) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="baseline"):
+        StereoRig.from_calibrations(left, left)
+
+
+def test_gentle_slope_is_free_and_steep_slope_is_lethal():
+    for deg, lethal in ((10.0, False), (25.0, True)):
+        em = ElevationMap(size=8.0, resolution=0.1)
+        t = math.tan(math.radians(deg))
+        em.add_points(_surface(lambda X, Y, t=t: t * X))
+        hz = em.hazards(HazardLimits(max_slope_deg=20.0, max_step=0.3))
+        inner = (slice(10, -10), slice(10, -10))
+        assert np.nanmedian(hz.slope_deg[inner]) == pytest.approx(deg, abs=0.5)
+        assert np.all(((hz.flags[inner] & SLOPE) != 0) == lethal)
+        assert not np.any(hz.unknown[inner])
+
+
+def test_rock_and_step_are_found_where_they_are():
+    def terrain(X, Y):
+        z = 0.02 * X
+        z = z + np.where(np.hypot(X - 1.0, Y - 1.0) < 0.25, 0.35, 0.0)  # a rock
+        return z + np.where(X < -2.0, -0.4, 0.0)  # a ledge
+
+    em = ElevationMap(size=8.0, resolution=0.1)
+    em.add_points(_surface(terrain))
+    hz = em.hazards()
+    X, Y = hz.cell_centres()
+    rock = (hz.flags & ROCK) != 0
+    assert rock[np.hypot(X - 1.0, Y - 1.0) < 0.1].all()
+    assert not rock[np.hypot(X - 1.0, Y - 1.0) > 1.0].any()
+    step = (hz.flags & STEP) != 0
+    assert step[(np.abs(X + 2.0) < 0.1) & (np.abs(Y) < 3.0)].all()
+    flat = (np.abs(X) < 0.5) & (np.abs(Y + 2.0) < 0.5)
+    assert not hz.lethal[flat].any() and (hz.cost()[flat] < 50).all()
+    assert (hz.cost()[rock] == COST_LETHAL).all()
+
+
+def test_cells_without_points_are_unknown_never_free():
+    em = ElevationMap(size=8.0, resolution=0.1)
+    em.add_points(_surface(lambda X, Y: 0 * X, x0=0.0, x1=3.0))
+    hz = em.hazards()
+    X, Y = hz.cell_centres()
+    empty = (X < -0.5) | (Y < -0.5)
+    assert hz.unknown[empty].all() and (hz.cost()[empty] == COST_UNKNOWN).all()
+    assert ((hz.flags[empty] & UNKNOWN) != 0).all()
+    seen = (X > 0.5) & (X < 2.5) & (Y > 0.5) & (Y < 2.5)
+    assert not hz.unknown[seen].any() and (hz.cost()[seen] == 0).all()
+
+
+def test_recenter_keeps_what_stays_in_the_window():
+    em = ElevationMap(size=4.0, resolution=0.1)
+    em.add_points(np.array([[0.55, 0.55, 1.0]] * 3 + [[-1.85, 0.05, 2.0]] * 3))
+    em.recenter(1.0, 0.0)
+    assert em.height_at(0.55, 0.55) == pytest.approx(1.0)
+    assert np.isnan(em.height_at(-1.85, 0.05))  # left the window
+    assert em.center[0] == pytest.approx(1.0, abs=0.1)
+    em.recenter(50.0, 50.0)
+    assert not em.known(1).any()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from ilrs_robots.sim.physics import RoverPhysics
+
+    p = RoverPhysics("south_pole")
+    yield p
+    p.close()
+
+
+def _map_pair(p, left, right):
+    k = p.camera_intrinsics("nav_left", W, H)
+    cal_l = CameraCalibration.pinhole(W, H, k.fx, k.fy, k.cx, k.cy)
+    cal_r = CameraCalibration.pinhole(W, H, k.fx, k.fy, k.cx, k.cy)
+    cal_r.p[3] = -k.fx * p.rover.stereo_baseline
+    rig = StereoRig.from_calibrations(cal_l, cal_r)
+    res = StereoMatcher(rig).compute(left, right)
+    pos, rot = p.camera_pose("nav_left")
+    cam = pose_matrix(rot @ OPTICAL_FROM_MUJOCO, pos)
+    em = ElevationMap(size=20.0, resolution=0.1, center=tuple(p.ground_truth()[0][:2]))
+    em.add_points(transform_points(res.points, cam), range_variance(res.points, rig))
+    return em.hazards(), cam, rig
+
+
+@pytest.mark.parametrize("where", [(2.0, 0.0, 0.0), (30.0, -20.0, 2.4)])
+def test_mapped_heights_match_the_true_terrain(sim, where):
+    x, y, yaw = where
+    sim.reset_pose(x, y, yaw)
+    hz, _, _ = _map_pair(sim, sim.render("nav_left", W, H), sim.render("nav_right", W, H))
+    X, Y = hz.cell_centres()
+    rover = sim.ground_truth()[0]
+    near = (np.hypot(X - rover[0], Y - rover[1]) < 5.0) & ~hz.unknown
+    assert near.sum() > 500
+    err = hz.height[near] - sim.heightmap.height_at(X[near], Y[near])
+    assert np.median(np.abs(err)) < 0.05
+    assert np.percentile(np.abs(err), 90) < 0.15
+
+
+def test_untextured_part_of_the_image_gives_unknown_cells(sim):
+    sim.reset_pose(2.0, 0.0, 0.0)
+    left = sim.render("nav_left", W, H).copy()
+    right = sim.render("nav_right", W, H).copy()
+    left[:, :W // 2] = 0  # a black shadow over the left half of the view
+    hz, cam, rig = _map_pair(sim, left, right)
+    X, Y = hz.cell_centres()
+    Z = sim.heightmap.height_at(X, Y)
+    pts = np.column_stack([X.ravel(), Y.ravel(), Z.ravel()])
+    inv = np.linalg.inv(cam)
+    c = pts @ inv[:3, :3].T + inv[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = (rig.fx * c[:, 0] / c[:, 2] + rig.cx).reshape(X.shape)
+        v = (rig.fy * c[:, 1] / c[:, 2] + rig.cy).reshape(X.shape)
+    ahead = c[:, 2].reshape(X.shape) > 1.0
+    in_shadow = ahead & (u > 5) & (u < W // 2 - 20) & (v > 250) & (v < H - 5)
+    lit = ahead & (u > W // 2 + 20) & (u < W - 5) & (v > 250) & (v < H - 5)
+    assert in_shadow.sum() > 200 and lit.sum() > 200
+    assert hz.unknown[in_shadow].all()
+    assert (~hz.unknown[lit]).mean() > 0.8
