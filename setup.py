@@ -28,6 +28,7 @@ TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
     "roboclaw_emulator": "ilrs_robots.sim.devices.roboclaw_emulator:main",
     "vc0706_emulator": "ilrs_robots.sim.devices.vc0706_emulator:main",
+    "printer_emulator": "ilrs_robots.sim.devices.printer_emulator:main",
 }
 
 setup(
