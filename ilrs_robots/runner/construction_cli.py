@@ -160,6 +160,9 @@ class ProgressBar:
 
 def cmd_print(args: argparse.Namespace) -> int:
     """`ilrs print`: stream a file; 0 once every line is acknowledged."""
+    if args.window < 1:
+        print("ilrs print: --window must be at least 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         job, program, printer = load_job(args.file, args.printer, args.layer_height)
     except InputError as exc:
@@ -230,8 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    if args.command == "print" and args.window < 1:
-        parser.error("--window must be at least 1")
     return args.func(args)
 
 
