@@ -23,6 +23,7 @@ NODES = {
     "sim": "ilrs_robots.nodes.sim_node:main",
     "camera_driver": "ilrs_robots.nodes.camera_driver:main",
     "vc0706_camera": "ilrs_robots.nodes.vc0706_camera:main",
+    "navigator": "ilrs_robots.nodes.navigator:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
