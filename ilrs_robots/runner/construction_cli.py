@@ -21,91 +21,22 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ilrs_robots.core.construction.designs import (
-    DesignError,
-    PrinterConfig,
-    parse_design_yaml,
-    parse_printer_yaml,
+from ilrs_robots.core.construction.slicer import write_gcode
+from ilrs_robots.drivers.print_files import (
+    DEFAULT_PRINTER,
+    InputError,
+    load_job,
+    load_printer,
+    slice_file,
 )
-from ilrs_robots.core.construction.gcode import (
-    GcodeError,
-    Program,
-    check_bounds,
-    job_tables,
-    parse_program,
-)
-from ilrs_robots.core.construction.slicer import SliceResult, slice_design, write_gcode
-from ilrs_robots.drivers.printer import ErrorCode, PrinterHost, PrintJob, Progress
+from ilrs_robots.drivers.printer import ErrorCode, PrinterHost, Progress
 from ilrs_robots.drivers.roboclaw import PortBusy
-from ilrs_robots.resources import config_path
 
-DEFAULT_PRINTER = "regolith_paste_gantry"
+__all__ = ["DEFAULT_PRINTER", "InputError", "load_job", "load_printer", "main", "register",
+           "slice_file"]
+
 EXIT_BAD_INPUT = 2
 EXIT_PRINT_FAILED = 1
-
-
-class InputError(ValueError):
-    """A design, printer or G-code file that cannot be used (the message says why)."""
-
-
-def load_printer(name_or_path: str | None) -> PrinterConfig:
-    """A printer config: a YAML path, or a name under config/printers."""
-    name = name_or_path or DEFAULT_PRINTER
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = config_path("printers", f"{name}.yaml")
-    try:
-        return parse_printer_yaml(path.read_text())
-    except OSError as exc:
-        raise InputError(f"printer {name!r}: cannot read {path}: {exc.strerror}") from exc
-    except DesignError as exc:
-        raise InputError(f"printer {path}: {exc}") from exc
-
-
-def slice_file(design_path: str | Path, printer: str | None = None,
-               layer_height: float | None = None) -> SliceResult:
-    """Read, check and slice a design file (its own printer unless ``printer`` is given)."""
-    path = Path(design_path)
-    try:
-        design = parse_design_yaml(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read design {path}: {exc.strerror}") from exc
-    except DesignError as exc:
-        raise InputError(f"{path}: {exc}") from exc
-    config = load_printer(printer or design.printer)
-    try:
-        return slice_design(design, config, layer_height or None)
-    except DesignError as exc:
-        raise InputError(f"{path}: {exc}") from exc
-
-
-def load_job(path: str | Path, printer: str | None = None, layer_height: float | None = None
-             ) -> tuple[PrintJob, Program, PrinterConfig]:
-    """A print job from a G-code file (checked whole, and against the printer's envelope) or
-    from a design YAML (sliced). Raises InputError with the reason, naming the line."""
-    path = Path(path)
-    if path.suffix in (".yaml", ".yml"):
-        result = slice_file(path, printer, layer_height)
-        text, config = write_gcode(result), result.printer
-    else:
-        config = load_printer(printer)
-        try:
-            text = path.read_text(encoding="ascii", errors="strict")
-        except UnicodeDecodeError as exc:
-            line = path.read_bytes()[:exc.start].count(b"\n") + 1
-            raise InputError(f"{path}: line {line}: non-ASCII byte") from exc
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        program = parse_program(text)
-        low, high = config.envelope_mm
-        check_bounds(program, low, high)
-    except GcodeError as exc:
-        raise InputError(f"{path}: {exc}") from exc
-    if not len(program):
-        raise InputError(f"{path}: no commands")
-    layers, times, mass = job_tables(program, config)
-    return PrintJob(program.commands, layers, times, mass, path.stem), program, config
 
 
 # -- commands ----------------------------------------------------------------------------------
