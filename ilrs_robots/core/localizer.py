@@ -1,0 +1,304 @@
+"""The localization pipeline around :class:`~ilrs_robots.core.estimation.RoverEKF`: which
+measurement goes where, the visual odometry bookkeeping (reference clones, refusals and
+their reasons, rates) and the map -> odom transform. Pure: numbers and arrays in and out;
+the ``localization`` node only converts messages.
+
+Thread use: :meth:`Localizer.visual_odometry` runs the expensive image work outside the lock
+and then fuses under it, so wheel and IMU updates are not held up by a slow frame.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import transforms3d
+
+from ilrs_robots.core.estimation import (
+    EkfConfig,
+    RoverEKF,
+    SlipStatus,
+    increment_matrix,
+    map_to_odom,
+)
+from ilrs_robots.core.geometry import Pose2D, wrap_angle
+from ilrs_robots.core.stereo import StereoRig, pose_matrix
+from ilrs_robots.core.visual_odometry import StereoVisualOdometry, VOConfig, VOResult
+
+
+def transform_matrix(xyz: tuple[float, float, float] | np.ndarray,
+                     xyzw: tuple[float, float, float, float] | np.ndarray) -> np.ndarray:
+    """4x4 transform from a translation and a ROS-order (x, y, z, w) quaternion."""
+    x, y, z, w = (float(v) for v in xyzw)
+    return pose_matrix(transforms3d.quaternions.quat2mat([w, x, y, z]), xyz)
+
+
+def matrix_quaternion(T: np.ndarray) -> tuple[float, float, float, float]:
+    """ROS-order (x, y, z, w) quaternion of a 4x4 transform's rotation."""
+    w, x, y, z = transforms3d.quaternions.mat2quat(T[:3, :3])
+    return float(x), float(y), float(z), float(w)
+
+
+def rpy_quaternion(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
+    """ROS-order quaternion of ZYX Euler angles (REP-103 roll, pitch, yaw)."""
+    w, x, y, z = transforms3d.euler.euler2quat(yaw, pitch, roll, "rzyx")
+    return float(x), float(y), float(z), float(w)
+
+
+class TransformTree:
+    """Static transforms (parent -> child 4x4) as /tf_static carries them, composed along
+    the chain from a frame up to a base frame."""
+
+    def __init__(self) -> None:
+        self._parent: dict[str, tuple[str, np.ndarray]] = {}
+
+    def add(self, parent: str, child: str, T: np.ndarray) -> None:
+        """Record ``child``'s pose in ``parent``."""
+        self._parent[child] = (parent, np.asarray(T, dtype=np.float64))
+
+    def lookup(self, base: str, frame: str) -> np.ndarray | None:
+        """Pose of ``frame`` in ``base`` (4x4), or None while the chain is incomplete."""
+        T = np.eye(4)
+        f = frame
+        for _ in range(32):
+            if f == base:
+                return T
+            if f not in self._parent:
+                return None
+            parent, P = self._parent[f]
+            T = P @ T
+            f = parent
+        return None
+
+
+@dataclass
+class VOStats:
+    """What visual odometry did lately, for diagnostics."""
+
+    frames: int = 0
+    fused: int = 0
+    gated: int = 0
+    refused: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    last: VOResult | None = None
+    last_reason: str = ""
+    seconds: deque = field(default_factory=lambda: deque(maxlen=20))  # processing times
+    stamps: deque = field(default_factory=lambda: deque(maxlen=20))  # frame stamps fused/seen
+
+    def rate(self) -> float:
+        """Frames processed per second of sensor time over the recent window (0 if unknown).
+        """
+        if len(self.stamps) < 2 or self.stamps[-1] <= self.stamps[0]:
+            return 0.0
+        return (len(self.stamps) - 1) / (self.stamps[-1] - self.stamps[0])
+
+    def mean_seconds(self) -> float:
+        """Mean processing time of a frame (s)."""
+        return float(np.mean(self.seconds)) if self.seconds else math.nan
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A snapshot of the filter for publishing."""
+
+    stamp: float
+    pose: Pose2D
+    z: float
+    rpy: tuple[float, float, float]
+    covariance6: np.ndarray
+    velocity: tuple[float, float]
+    twist_covariance6: np.ndarray
+    map_to_odom: Pose2D | None
+    slip: SlipStatus
+
+
+class Localizer:
+    """EKF fed by wheel odometry, IMU and stereo visual odometry (see the module docstring).
+    """
+
+    def __init__(self, pose: Pose2D, z: float = 0.0, ekf: EkfConfig | None = None,
+                 vo: VOConfig | None = None, gravity: float = 1.62,
+                 wheel_interval: float = 0.05) -> None:
+        """Start at ``pose`` (map frame) and height ``z``; wheel odometry is fused at most
+        every ``wheel_interval`` s of its stamps."""
+        self.lock = threading.Lock()
+        self.ekf = RoverEKF(ekf, pose, gravity=gravity)
+        self.ekf.z = z
+        self.vo_config = vo
+        self.vo: StereoVisualOdometry | None = None
+        self.stats = VOStats()
+        self._odom_pose: Pose2D | None = None
+        self._wheel_stamp: float | None = None
+        self.wheel_interval = wheel_interval
+        self.wheel_fused = 0
+        self._clone_stamp: float | None = None  # label of the filter's VO reference clone
+        self._clone_time: float | None = None  # filter time at which it was taken
+        self._history: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
+        self._imu_rotation = np.eye(3)
+
+    # -- set-up -----------------------------------------------------------------------------
+    def set_camera(self, rig: StereoRig, base_from_camera: np.ndarray) -> None:
+        """(Re)build visual odometry for a rig whose left optical frame sits at
+        ``base_from_camera`` in base_link."""
+        with self.lock:
+            self.vo = StereoVisualOdometry(rig, self.vo_config, base_from_camera)
+
+    def set_imu_rotation(self, base_from_imu: np.ndarray) -> None:
+        """Rotation of the IMU's axes in base_link (identity by default)."""
+        self._imu_rotation = np.asarray(base_from_imu, dtype=np.float64)[:3, :3]
+
+    def reset(self, pose: Pose2D, covariance: np.ndarray | None = None,
+              z: float | None = None) -> None:
+        """Put the rover at ``pose`` (as ``initialpose`` does); VO starts a new reference."""
+        with self.lock:
+            self.ekf.reset(pose, covariance, z=z)
+            self._wheel_stamp = None
+            self._clone_stamp = self._clone_time = None
+            self._history.clear()
+            if self.vo is not None:
+                self.vo.reset()
+
+    # -- measurements -----------------------------------------------------------------------
+    def wheel_odometry(self, stamp: float, speed: float, yaw_rate: float,
+                       odom_pose: Pose2D) -> Estimate:
+        """Fuse the base's odometry twist; ``odom_pose`` (odom -> base_link at the same
+        stamp) gives the map -> odom transform of the returned estimate.
+
+        A twist is fused only when its stamp is at least ``wheel_interval`` s after the last
+        fused one: a base whose clock lags publishes bursts with one stamp, and fusing each
+        of them as independent would make the filter sure of a lagging speed (it then learns
+        a wrong wheel scale while accelerating)."""
+        with self.lock:
+            last = self._wheel_stamp
+            if last is None or stamp >= last + self.wheel_interval or stamp < last - 1.0:
+                self.ekf.update_wheel_odometry(stamp, speed, yaw_rate)
+                self._wheel_stamp = stamp
+                self.wheel_fused += 1
+                self._remember()
+            self._odom_pose = odom_pose
+            return self._estimate()
+
+    def imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> None:
+        """Fuse one IMU sample (IMU axes; rotated into base_link)."""
+        R = self._imu_rotation
+        with self.lock:
+            self.ekf.update_imu(stamp, R @ np.asarray(accel), R @ np.asarray(gyro))
+            self._remember()
+
+    def visual_odometry(self, stamp: float, left: np.ndarray, right: np.ndarray
+                        ) -> VOResult | None:
+        """Process a rectified pair taken at ``stamp`` and fuse the motion it gives. None
+        while no camera is set. Refusals are counted by reason."""
+        vo = self.vo
+        if vo is None:
+            return None
+        t0 = time.perf_counter()
+        res = vo.process(left, right, stamp)
+        st = self.stats
+        st.seconds.append(time.perf_counter() - t0)
+        st.stamps.append(stamp)
+        st.frames += 1
+        st.last = res
+        with self.lock:
+            if vo is not self.vo:
+                return res  # camera or pose reset meanwhile
+            if res.ok and res.motion is not None and res.covariance is not None:
+                motion, cov = self._latency_compensated(res)
+                fused = self.ekf.update_visual_odometry(res.stamp_from, res.stamp_to, motion,
+                                                        cov)
+                self._cloned(res.stamp_to, force=True)
+                if fused:
+                    st.fused += 1
+                    st.last_reason = ""
+                else:
+                    st.gated += 1
+                    st.last_reason = "increment rejected by the filter (gate or no reference)"
+                    st.reasons["rejected by the filter"] += 1
+            else:
+                st.refused += 1
+                st.last_reason = res.reason
+                st.reasons[_reason_key(res.reason)] += 1
+                if res.stamp_from is not None:
+                    self.ekf.vo_reference(res.stamp_from)
+                    self._cloned(res.stamp_from)
+            self._remember()
+        return res
+
+    # -- latency of visual odometry ---------------------------------------------------------
+    def _remember(self) -> None:
+        """Record the filter's pose at its current time (for :meth:`_pose_at`)."""
+        e = self.ekf
+        if e.stamp is not None:
+            if self._history and e.stamp < self._history[-1][0]:
+                self._history.clear()
+            self._history.append((e.stamp, float(e.x[0]), float(e.x[1]), float(e.x[2])))
+
+    def _cloned(self, stamp: float, force: bool = False) -> None:
+        """Note that the filter's VO reference (labelled ``stamp``) was taken now, unless it
+        already was at that stamp (the filter then keeps it)."""
+        tol = self.ekf.config.clone_tolerance
+        if force or self._clone_stamp is None or abs(self._clone_stamp - stamp) > tol:
+            self._clone_stamp = stamp
+            self._clone_time = self.ekf.stamp
+
+    def _pose_at(self, t: float) -> Pose2D:
+        """The filter's pose at time ``t`` from its recent history (interpolated)."""
+        h = self._history
+        if not h or t >= h[-1][0]:
+            return self.ekf.pose
+        if t <= h[0][0]:
+            return Pose2D(*h[0][1:])
+        stamps = [r[0] for r in h]
+        i = bisect_left(stamps, t)
+        (t0, x0, y0, a0), (t1, x1, y1, a1) = h[i - 1], h[i]
+        f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+        return Pose2D(x0 + f * (x1 - x0), y0 + f * (y1 - y0),
+                      wrap_angle(a0 + f * wrap_angle(a1 - a0)))
+
+    def _latency_compensated(self, res: VOResult) -> tuple[np.ndarray, np.ndarray]:
+        """The increment the filter can compare: the filter compares its state *now* with
+        its reference clone, taken when the previous frame was processed, not at the
+        frames' stamps. The motion from the clone's time back to the first frame and from
+        the second frame on to now comes from the filter's own recent poses (short,
+        precise), and the covariance grows with those latencies."""
+        now = self.ekf.stamp
+        if self._clone_time is None or now is None or res.stamp_from is None \
+                or res.stamp_to is None:
+            return res.motion, res.covariance
+        a = _relative(self._pose_at(self._clone_time), self._pose_at(res.stamp_from))
+        b = _relative(self._pose_at(res.stamp_to), self.ekf.pose)
+        motion = increment_matrix(*a) @ res.motion @ increment_matrix(*b)
+        lag = abs(self._clone_time - res.stamp_from) + abs(now - res.stamp_to)
+        extra = np.array([(0.002 + 0.01 * lag) ** 2] * 3 + [(0.0005 + 0.002 * lag) ** 2] * 3)
+        return motion, res.covariance + np.diag(extra)
+
+    # -- output -----------------------------------------------------------------------------
+    def estimate(self) -> Estimate:
+        """The current estimate."""
+        with self.lock:
+            return self._estimate()
+
+    def _estimate(self) -> Estimate:
+        e = self.ekf
+        pose = e.pose
+        m2o = None if self._odom_pose is None else map_to_odom(pose, self._odom_pose)
+        return Estimate(e.stamp or 0.0, pose, e.z, e.rpy, e.covariance6(), e.velocity,
+                        e.twist_covariance6(), m2o, e.slip)
+
+
+def _relative(a: Pose2D, b: Pose2D) -> tuple[float, float, float]:
+    """(dx, dy, dyaw) of pose ``b`` in the frame of pose ``a``."""
+    c, s = math.cos(a.yaw), math.sin(a.yaw)
+    dx, dy = b.x - a.x, b.y - a.y
+    return c * dx + s * dy, -s * dx + c * dy, wrap_angle(b.yaw - a.yaw)
+
+
+def _reason_key(reason: str) -> str:
+    """A refusal reason without its numbers, to count refusals by kind."""
+    head = reason.split(":")[0].split(";")[0].strip()
+    return head or "unknown"
