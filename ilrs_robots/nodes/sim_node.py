@@ -2,7 +2,9 @@
 
 Runs MuJoCo physics of the world's rover, serves its RoboClaw bus (`<run_dir>/<robot>/roboclaw`)
 and its serial JPEG camera (`<run_dir>/<robot>/vc0706`, the mast camera's view) on
-pseudo-terminals for the unchanged drivers, and publishes /clock, the IMU,
+pseudo-terminals for the unchanged drivers, with `printer: true` the gantry printer at the
+construction site (`<run_dir>/<printer_robot>/printer`, its deposit joining the terrain, its
+site height image on `/<printer_robot>/site_camera/height`), and publishes /clock, the IMU,
 the cameras (stereo pair and mast camera, with camera_info and JPEG), static TF of the
 sensors, and the ground truth (`<robot>/sim/ground_truth`, for tests and evaluation only).
 """
@@ -36,6 +38,7 @@ from ilrs_robots.core.drive_config import (  # noqa: E402
     parse_wheels,
 )
 from ilrs_robots.core.geometry import to_xyzw, yaw_to_quaternion  # noqa: E402
+from ilrs_robots.drivers.print_files import load_printer  # noqa: E402
 from ilrs_robots.nodes import messages  # noqa: E402
 from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
 from ilrs_robots.resources import config_path  # noqa: E402
@@ -43,6 +46,7 @@ from ilrs_robots.sim.devices.vc0706_emulator import Vc0706Camera  # noqa: E402
 from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec  # noqa: E402
 from ilrs_robots.sim.physics import RoverPhysics  # noqa: E402
 from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa: E402
+from ilrs_robots.sim.site_printer import SitePrinter  # noqa: E402
 from ilrs_robots.sim.world import WorldError, load_world  # noqa: E402
 
 STATIC = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -79,6 +83,17 @@ class SimNode(Node):
                              range=(16, 4096), read_only=True))
         self.jpeg_quality = declare(d, "jpeg_quality", 80, "JPEG quality of compressed images",
                                     range=(1, 100))
+        printer = declare(d, "printer", False, "Serve the gantry printer at construction_site "
+                          "on <run_dir>/<printer_robot>/printer; its deposit joins the terrain",
+                          read_only=True)
+        printer_robot = declare(d, "printer_robot", "builder1", "Namespace of the construction "
+                                "robot (its port and site camera)", bool, "non-empty",
+                                read_only=True)
+        printer_speedup = declare(d, "printer_speedup", 1.0, "The printer's moves run this many "
+                                  "times faster than their feed rates (wall clock)",
+                                  range=(0.01, 100000.0), read_only=True)
+        site_rate = declare(d, "site_camera_rate", 1.0, "Site height image rate (Hz of sim "
+                            "time) and terrain updates (twice that), 0 off", range=(0.0, 30.0))
         try:
             params = yaml.safe_load(Path(rover_file).read_text())
             base = next(iter(params.values()))["ros__parameters"]
@@ -113,9 +128,22 @@ class SimNode(Node):
                               self.create_publisher(CompressedImage,
                                                     f"{ns}/{topic}/image_raw/compressed", 2)))
         self.imu_due, self.truth_due = Every(imu_rate), Every(50.0)
+        self.site_printer: SitePrinter | None = None
+        self.site_due, self.terrain_due = Every(site_rate), Every(2.0 * site_rate)
+        if printer:
+            try:
+                self.site_printer = SitePrinter(
+                    physics, "construction_site", Path(run_dir) / printer_robot / "printer",
+                    load_printer(None), printer_speedup)
+            except (KeyError, ValueError) as exc:
+                raise ParameterError("printer", f"cannot be placed: {exc}") from exc
+            self.site_pub = self.create_publisher(Image, f"/{printer_robot}/site_camera/height",
+                                                  2)
         self._publish_static_tf()
         self.sim.start()
         self.vc0706.start()
+        if self.site_printer is not None:
+            self.site_printer.start()
         self.get_logger().info(f"world '{physics.world.name}', rover ports under {link.parent}"
                                f", rate {self.rate or 'flat out'}")
         self._stop = threading.Event()
@@ -138,6 +166,9 @@ class SimNode(Node):
                 self.cams[2][2].set_rate(float(value))
             elif name == "jpeg_quality":
                 self.jpeg_quality = int(value)
+            elif name == "site_camera_rate":
+                self.site_due.set_rate(float(value))
+                self.terrain_due.set_rate(2.0 * float(value))
 
     def _publish_static_tf(self) -> None:
         pub = self.create_publisher(TFMessage, "/tf_static", STATIC)
@@ -184,6 +215,14 @@ class SimNode(Node):
             self.imu_pub.publish(msg)
         if self.truth_due.due(t):
             self.truth_pub.publish(self._truth(stamp))
+        sp = self.site_printer
+        if sp is not None:
+            if self.terrain_due.due(t):
+                sp.update_terrain()
+            if self.site_due.due(t):
+                self.site_pub.publish(messages.image(stamp, "construction_site",
+                                                     sp.height_image(sp.printer.bead_width),
+                                                     "32FC1"))
         w, h = self.size
         for cam, frame, every, img_pub, info_pub, jpg_pub in self.cams:
             if not every.due(t):
@@ -221,6 +260,8 @@ class SimNode(Node):
         self._stop.set()
         self._thread.join(timeout=5.0)
         self.vc0706.stop()
+        if self.site_printer is not None:
+            self.site_printer.stop()
         self.sim.stop()
 
 

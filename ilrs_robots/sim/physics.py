@@ -264,6 +264,9 @@ class RoverPhysics:
             if self._uploaded.get(key) != self._lod_version:
                 self._upload_render_terrain(r)
                 self._uploaded[key] = self._lod_version
+        elif self._terrain_uploaded.get(key, 0) != self._terrain_version:
+            self._upload_hfields(r, [self._terrain_hfield])  # printed material changed it
+            self._terrain_uploaded[key] = self._terrain_version
         if self._sun >= 0:
             pos = cam + self._sun_offset
             self.model.light_pos[self._sun] = pos
@@ -271,9 +274,56 @@ class RoverPhysics:
         r.update_scene(self.data, camera=cid)
         return r.render()
 
+    # -- terrain edits (printed material) ----------------------------------------------------
+    def terrain_height(self, x: float, y: float, top: float = 1000.0) -> float:
+        """Height (m) of the collision terrain at (x, y), by a ray cast down from ``top``
+        (only the terrain geom counts: rocks, objects and the rover are ignored)."""
+        geomid = np.array([-1], dtype=np.int32)
+        # geom group 3 is where the collision terrain lives when render-only fields stand in
+        groups = np.ones(6, dtype=np.uint8)
+        dist = mujoco.mj_ray(self.model, self.data, np.array([x, y, top], float),
+                             np.array([0.0, 0.0, -1.0]), groups, 1, -1, geomid)
+        if dist < 0 or geomid[0] != self._terrain_geom:
+            return math.nan
+        return top - float(dist)
+
+    def set_terrain_heights(self, i0: int, j0: int, patch: np.ndarray) -> None:
+        """Replace heightmap nodes ``[i0:i0 + rows, j0:j0 + cols]`` by ``patch`` (m) in the
+        collision terrain (in place: contacts see it at the next step) and in what the cameras
+        draw (re-uploaded at the next render). The field's elevation range grows when the
+        patch rises above it."""
+        m = self.model
+        hid, gid = self._terrain_hfield, self._terrain_geom
+        rows, cols = patch.shape
+        heights = self.heightmap.heights
+        heights[i0:i0 + rows, j0:j0 + cols] = patch
+        lo = float(m.geom_pos[gid][2])
+        elev = float(m.hfield_size[hid][2])
+        nrow, ncol = int(m.hfield_nrow[hid]), int(m.hfield_ncol[hid])
+        adr = int(m.hfield_adr[hid])
+        data = m.hfield_data[adr:adr + nrow * ncol].reshape(nrow, ncol)
+        top = float(patch.max(initial=lo))
+        if top > lo + elev:
+            elev = top - lo + 1.0  # headroom: regrow rarely
+            m.hfield_size[hid][2] = elev
+            data[:] = np.clip((heights - lo) / elev, 0.0, 1.0)
+            sx, sy, _, base = m.hfield_size[hid]
+            m.geom_aabb[gid] = (0.0, 0.0, (elev - base) / 2, sx, sy, (elev + base) / 2)
+            m.geom_rbound[gid] = math.sqrt(sx * sx + sy * sy + max(elev, base) ** 2)
+        else:
+            data[i0:i0 + rows, j0:j0 + cols] = np.clip((patch - lo) / elev, 0.0, 1.0)
+        self._terrain_version += 1
+        if self._lod is not None:  # refill the render-only fields from the heightmap
+            self._lod_origin = None
+            self._lod_centre = (math.nan, math.nan)
+
     # -- render-only terrain ----------------------------------------------------------------
     def _init_render_terrain(self, mjcf_options: dict[str, object]) -> None:
         m = self.model
+        self._terrain_hfield = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_HFIELD, "terrain")
+        self._terrain_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "terrain")
+        self._terrain_version = 0
+        self._terrain_uploaded: dict[tuple[int, int], int] = {}
         self._sun = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_LIGHT, "sun")
         self._sun_offset = (m.light_pos[self._sun].copy() if self._sun >= 0
                             else np.zeros(3))
@@ -327,10 +377,13 @@ class RoverPhysics:
     def _upload_render_terrain(self, r: mujoco.Renderer) -> None:
         """Copy the render-only height fields into the OpenGL context of renderer ``r``
         (uses the mujoco.Renderer attributes ``_gl_context`` and ``_mjr_context``)."""
+        self._upload_hfields(r, self._hfields)
+
+    def _upload_hfields(self, r: mujoco.Renderer, hfields: Sequence[int]) -> None:
         gl = getattr(r, "_gl_context", None)
         if gl is not None:
             gl.make_current()
-        for hid in self._hfields:
+        for hid in hfields:
             mujoco.mjr_uploadHField(self.model, r._mjr_context, hid)
 
     def close(self) -> None:
@@ -339,6 +392,7 @@ class RoverPhysics:
             r.close()
         self._renderers.clear()
         self._uploaded.clear()
+        self._terrain_uploaded.clear()
 
     def __enter__(self) -> RoverPhysics:
         return self
