@@ -25,6 +25,8 @@ NODES = {
     "vc0706_camera": "ilrs_robots.nodes.vc0706_camera:main",
     "construction": "ilrs_robots.nodes.construction:main",
     "navigator": "ilrs_robots.nodes.navigator:main",
+    "localization": "ilrs_robots.nodes.localization:main",
+    "terrain_mapper": "ilrs_robots.nodes.terrain_mapper:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
