@@ -121,6 +121,14 @@ def test_sim_node_serves_the_printer_and_its_site_camera(ros, launcher, tmp_path
                        and m, 30)
     assert image, "no site image showing the pad"
     assert (image.width, image.height) == (320, 320)  # the envelope at a bead's cell
-    status = next(s for s in diag.last().status if s.name.endswith("printer"))
-    values = {kv.key: kv.value for kv in status.values}
+
+    def checked():
+        for array in reversed(diag.messages):
+            for s in array.status:
+                if s.name.endswith(": printer"):
+                    values = {kv.key: kv.value for kv in s.values}
+                    return values if values["state"] == "idle" else None
+        return None
+    values = wait_until(checked, 10)
+    assert values, [a.status for a in diag.messages[-3:]]
     assert values["layer_check"].startswith("layer") and not values["deviation"]
