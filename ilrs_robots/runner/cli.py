@@ -4,6 +4,8 @@
     ilrs square [--side M]                            base driver + emulated RoboClaws:
                                                       drive a square, print odometry
     ilrs sim [--world NAME]                           the simulated mission in world NAME
+    ilrs goto X Y [--yaw DEG]                         navigate a running rover to a point
+    ilrs waypoints FILE                               follow waypoints (YAML list of x, y, yaw_deg)
     ilrs slice DESIGN.yaml [-o OUT.gcode]             slice a structure, print estimates
     ilrs print FILE.gcode --port PORT [--baud B]      stream G-code to a Marlin printer
 """
@@ -21,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ilrs_robots.runner import construction_cli
+from ilrs_robots.runner import construction_cli, nav_cli
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
@@ -246,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "folder, removed at the end)")
     sim.set_defaults(func=cmd_sim)
     construction_cli.register(sub)
+    nav_cli.register(sub)
     return parser
 
 
