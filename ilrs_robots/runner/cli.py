@@ -6,6 +6,8 @@
     ilrs sim [--world NAME]                           the simulated mission in world NAME
     ilrs goto X Y [--yaw DEG]                         navigate a running rover to a point
     ilrs waypoints FILE                               follow waypoints (YAML list of x, y, yaw_deg)
+    ilrs export-gazebo WORLD --out DIR                the world's SDF, robot models, bridge.yaml
+    ilrs doctor                                       check ports, ROS, DDS, clock, cameras
     ilrs slice DESIGN.yaml [-o OUT.gcode]             slice a structure, print estimates
     ilrs print FILE.gcode --port PORT [--baud B]      stream G-code to a Marlin printer
 """
@@ -23,14 +25,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ilrs_robots.runner import construction_cli, nav_cli
+from ilrs_robots.runner import construction_cli, deploy_cli, nav_cli
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
 
-GAZEBO_MESSAGE = ("--hardware gazebo: gazebo mode needs `ros2 launch ilrs_robots "
-                  "gazebo.launch.py` with Gazebo Harmonic and ros_gz_bridge; the ilrs runner "
-                  "cannot start it (not available yet)")
+GAZEBO_MESSAGE = ("--hardware gazebo: Gazebo runs under ROS 2's launch: `ros2 launch "
+                  "ilrs_robots gazebo.launch.py` (needs Gazebo Harmonic and ros_gz); the ilrs "
+                  "runner starts no Gazebo")
 
 
 def say(text: str) -> None:
@@ -249,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_sim)
     construction_cli.register(sub)
     nav_cli.register(sub)
+    deploy_cli.register(sub)
     return parser
 
 
