@@ -25,6 +25,7 @@ NODES = {
     "vc0706_camera": "ilrs_robots.nodes.vc0706_camera:main",
     "construction": "ilrs_robots.nodes.construction:main",
     "navigator": "ilrs_robots.nodes.navigator:main",
+    "robot_description_publisher": "ilrs_robots.nodes.robot_description_publisher:main",
     "localization": "ilrs_robots.nodes.localization:main",
     "terrain_mapper": "ilrs_robots.nodes.terrain_mapper:main",
 }

@@ -2,7 +2,9 @@
 
 Run by scripts/setup with the venv's interpreter. Skips a package whose sources did not
 change since its last build. tf2_msgs is built from compat/ only where no tf2_msgs is
-importable (pip-only machines); a ROS installation's own tf2_msgs always wins.
+importable (pip-only machines); a ROS installation's own tf2_msgs always wins. Likewise
+composition_interfaces (which `launch_ros.actions` imports), from the vendored Jazzy archive
+at ../shared/vendor/ros2-launch/jazzy/ where that exists, for the tests of the launch files.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import argparse
 import hashlib
 import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +25,10 @@ PACKAGES = [
     ("tf2_msgs", ROOT / "compat" / "tf2_msgs"),
     ("ilrs_interfaces", ROOT / "ilrs_interfaces"),
 ]
+VENDOR = ROOT.parent / "shared" / "vendor" / "ros2-launch" / "jazzy"
+VENDORED = {  # built where ROS does not provide them and the vendored archive exists
+    "composition_interfaces": VENDOR / "composition_interfaces.tar.gz",
+}
 WHEEL_PY_INCLUDE = re.compile(r"/opt/python/cp3\d+-cp3\d+/include/python3\.\d+")
 WHEEL_NUMPY_INCLUDE = re.compile(
     r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/_core/include"
@@ -69,6 +77,17 @@ def build(name: str, src: Path, venv: Path) -> None:
             raise SystemExit(f"building interface package {name} failed: {' '.join(cmd)}")
 
 
+def unpack(name: str, archive: Path) -> Path:
+    """Unpack a vendored package archive under build/src/ (the vendor folder is read-only)."""
+    dest = ROOT / "build" / "src"
+    if (dest / name).exists():
+        shutil.rmtree(dest / name)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / name
+
+
 def main() -> None:
     """Entry point."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -76,7 +95,12 @@ def main() -> None:
     ap.add_argument("--stamps", type=Path, required=True)
     args = ap.parse_args()
     fixed = False
-    for name, src in PACKAGES:
+    packages = list(PACKAGES)
+    for name, archive in VENDORED.items():
+        stamp = args.stamps / f"interfaces-{name}"
+        if archive.exists() and (stamp.exists() or not importlib.util.find_spec(name)):
+            packages.append((name, unpack(name, archive)))
+    for name, src in packages:
         stamp = args.stamps / f"interfaces-{name}"
         digest = sources_hash(src)
         ours = stamp.exists()

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -268,10 +270,26 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             raise
         # Ctrl-C or SIGTERM while the node was still being built: a clean stop, not a crash
     finally:
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+        _ignore_interrupts()  # a second Ctrl-C must not cut the motors' stop short
+        try:
+            if node is not None:
+                close = getattr(node, "close", None)
+                if close is not None:
+                    close()
+                node.destroy_node()
+        finally:
+            rclpy.try_shutdown()
+            _ignore_interrupts()  # rclpy's shutdown may have put its handlers back
     return code
+
+
+def _ignore_interrupts() -> None:
+    """Ignore SIGINT from here on, in the main thread (elsewhere Python cannot set it).
+
+    Under `ros2 launch` a terminal's Ctrl-C reaches a node twice: the terminal sends SIGINT to
+    the whole process group, then launch sends its own. The first ends the spin; the second
+    would raise KeyboardInterrupt inside `close()` (before the motors are stopped) and print a
+    traceback. The process is ending anyway: SIGTERM and SIGKILL still end it.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

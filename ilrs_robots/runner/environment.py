@@ -9,6 +9,19 @@ from collections.abc import Mapping
 from ilrs_robots.resources import config_path
 
 
+def dds_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """The DDS settings of ours that `env` does not set already: defaults, never overrides.
+
+    Fast DDS with the project's profile and discovery on this machine, unless the user chose
+    a profile or a discovery range (a rover talking to a ground station does). Shared by the
+    `ilrs` runner and the launch files.
+    """
+    defaults = {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
+                "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                "FASTDDS_DEFAULT_PROFILES_FILE": str(config_path("fastdds.xml"))}
+    return {k: v for k, v in defaults.items() if not env.get(k)}
+
+
 def ros_environment(domain_id: int | None = None,
                     base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for one of our ROS processes.
@@ -18,9 +31,7 @@ def ros_environment(domain_id: int | None = None,
     otherwise, and `domain_id` when given (tests give each run its own).
     """
     env = dict(os.environ if base is None else base)
-    env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_path("fastdds.xml")))
+    env.update(dds_defaults(env))
     prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if sys.prefix not in prefixes:
         env["AMENT_PREFIX_PATH"] = os.pathsep.join([sys.prefix, *prefixes])

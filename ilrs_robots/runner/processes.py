@@ -244,7 +244,9 @@ class Supervisor:
 
     A respawning node gets `max_respawns` respawns; one that ran `stable_after` seconds before
     dying counts from zero again. Fast DDS shared memory of a child killed by a signal is
-    removed. Call `start` and `check` from the main thread.
+    removed. Processes are keyed by namespace and name (`rover2/base_driver`), so the same
+    stack under two namespaces (config/stacks/station.yaml) runs twice. Call `start` and
+    `check` from the main thread.
     """
 
     def __init__(self, specs: Sequence, env: Mapping[str, str], log_dir: Path,
@@ -292,9 +294,14 @@ class Supervisor:
         """
         self.validate()
         try:
+            keys = [self._key(s) for s in self.specs]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise StartError(f"two processes named {', '.join(twice)}: give each its own "
+                                 f"name or namespace")
             for spec in self.specs:
                 proc = self._make(spec).start()
-                self.procs[spec.name] = proc
+                self.procs[self._key(spec)] = proc
                 self.say(f"started {spec.namespace}/{spec.name} (pid {proc.pid}, "
                          f"log {proc.log_path})")
         except BaseException:
@@ -305,7 +312,7 @@ class Supervisor:
         """Look after the processes once; False when a required one died."""
         now = time.monotonic()
         for spec in self.specs:
-            name = spec.name
+            name = self._key(spec)
             if name in self.ended:
                 continue
             if name in self._respawn_at:
@@ -352,9 +359,9 @@ class Supervisor:
         """Stop every process, the last started first."""
         self._respawn_at.clear()
         for spec in reversed(self.specs):
-            proc = self.procs.get(spec.name)
+            proc = self.procs.get(self._key(spec))
             if proc is not None and proc.alive:
                 code = proc.stop()
-                self.say(f"stopped {spec.name} (exit {code})")
+                self.say(f"stopped {self._key(spec)} (exit {code})")
             elif proc is not None:
                 proc.stop()  # closes its log, cleans shared memory of a killed one

@@ -86,7 +86,7 @@ def test_sim_mission_runs_in_the_world_asked_for(tmp_path):
 def test_gazebo_mode_is_refused_clearly(tmp_path):
     out = run_cli("run", "--hardware", "gazebo", "--run-dir", str(tmp_path))
     assert out.returncode == 2
-    assert "gazebo.launch.py" in out.stdout and "not available yet" in out.stdout
+    assert "gazebo.launch.py" in out.stdout and "starts no Gazebo" in out.stdout
     assert "started" not in out.stdout
 
 
@@ -187,12 +187,12 @@ def test_respawn_limit_gives_up_loudly(tmp_path):
                      tmp_path / "logs", say=said.append, respawn_delay=0.05, max_respawns=2)
     sup.start()
     try:
-        assert run_until(sup, lambda: "broken" in sup.ended), said
+        assert run_until(sup, lambda: "rover1/broken" in sup.ended), said
     finally:
         sup.stop()
     assert sum("respawned rover1/broken" in s for s in said) == 2, said
     assert any("giving up on rover1/broken after 2 respawns" in s for s in said), said
-    assert sup.gave_up == {"broken"}
+    assert sup.gave_up == {"rover1/broken"}
 
 
 @pytest.mark.parametrize("stable_after,survives", [(0.5, True), (1000.0, False)])
@@ -205,17 +205,17 @@ def test_respawn_count_resets_after_a_stable_run(tmp_path, stable_after, survive
     sup.start()
     try:
         for _ in range(3):
-            proc = sup.procs["emu"]
+            proc = sup.procs["rover1/emu"]
             assert run_until(sup, lambda p=proc: p.alive and (tmp_path / "link").exists()
                              and p.started_at + 0.6 < time.monotonic())
             os.kill(proc.pid, signal.SIGKILL)
-            assert run_until(sup, lambda p=proc: sup.procs["emu"] is not p
-                             or "emu" in sup.ended)
-            if "emu" in sup.ended:
+            assert run_until(sup, lambda p=proc: sup.procs["rover1/emu"] is not p
+                             or "rover1/emu" in sup.ended)
+            if "rover1/emu" in sup.ended:
                 break
     finally:
         sup.stop()
-    assert ("emu" not in sup.gave_up) == survives, said
+    assert ("rover1/emu" not in sup.gave_up) == survives, said
     if not survives:
         assert any("giving up on rover1/emu after 1 respawns" in s for s in said), said
 
@@ -248,7 +248,7 @@ def test_shared_memory_of_a_killed_node_is_removed(tmp_path, ros: RosClient):
     sup = Supervisor([spec], dict(os.environ), tmp_path / "logs", say=said.append)
     sup.start()
     try:
-        proc = sup.procs["base_driver"]
+        proc = sup.procs["rover1/base_driver"]
         # Fast DDS makes two data segments and a port per participant (see runner/shm.py)
         assert run_until(sup, lambda: len(proc.segments) >= 3), proc.output()
         segments = set(proc.segments)
@@ -256,7 +256,7 @@ def test_shared_memory_of_a_killed_node_is_removed(tmp_path, ros: RosClient):
         ours = shm.held_segments(os.getpid())
         assert ours and not ours & segments  # the test's own participant is someone else
         os.kill(proc.pid, signal.SIGKILL)
-        assert run_until(sup, lambda: "base_driver" in sup.ended)
+        assert run_until(sup, lambda: "rover1/base_driver" in sup.ended)
     finally:
         sup.stop()
     # Its data segments are gone (their names are random: nobody re-creates them). A port

@@ -224,4 +224,7 @@ def serve_until_signalled(device: PtyDevice) -> int:
         print(device.link, flush=True)
         while not stop.wait(0.5):
             pass
+        # under `ros2 launch` a Ctrl-C comes twice (the terminal's group SIGINT, then launch's):
+        # the second must not kill the interpreter while it closes and exits
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
