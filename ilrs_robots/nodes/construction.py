@@ -66,7 +66,12 @@ from ilrs_robots.drivers.print_files import find_input, load_plan, load_printer,
 from ilrs_robots.drivers.printer import ErrorCode, JobResult, PrinterHost, Progress
 from ilrs_robots.drivers.roboclaw import PortBusy
 from ilrs_robots.nodes import messages
-from ilrs_robots.nodes.params import ParameterError, check_overrides, declare
+from ilrs_robots.nodes.params import (
+    ParameterError,
+    check_overrides,
+    declare,
+    ignore_interrupts,
+)
 
 R = PrintStructure.Result
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -483,6 +488,7 @@ def run(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         if rclpy.ok():
             raise
     finally:
+        ignore_interrupts()  # under ros2 launch a Ctrl-C comes twice: close() must finish
         if node is not None:
             close = getattr(node, "close", None)
             if close is not None:
@@ -491,6 +497,7 @@ def run(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_interrupts()
     return code
 
 

@@ -67,7 +67,7 @@ from ilrs_robots.core.navigation_support import (
 from ilrs_robots.core.path_following import FollowerLimits, PurePursuitFollower, Regulation
 from ilrs_robots.core.planning import PlannerParams, warm_up
 from ilrs_robots.nodes import messages
-from ilrs_robots.nodes.params import ParameterError, check_overrides, declare
+from ilrs_robots.nodes.params import ParameterError, check_overrides, declare, ignore_interrupts
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -678,12 +678,14 @@ def run(args: list[str] | None = None) -> int:
         if rclpy.ok():
             raise
     finally:
+        ignore_interrupts()  # under ros2 launch a Ctrl-C comes twice: close() must finish
         if node is not None:
             node.close()
         executor.shutdown(timeout_sec=1.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_interrupts()
     return code
 
 

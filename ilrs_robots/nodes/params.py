@@ -48,7 +48,7 @@ from rclpy.parameter import Parameter
 
 T = TypeVar("T")
 
-__all__ = ["ParameterError", "check_overrides", "declare", "run_node"]
+__all__ = ["ParameterError", "check_overrides", "declare", "ignore_interrupts", "run_node"]
 
 # Parameters rclpy or the ROS tools may set on any node.
 GENERIC_PARAMETERS = ("use_sim_time", "start_type_description_service")
@@ -270,7 +270,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             raise
         # Ctrl-C or SIGTERM while the node was still being built: a clean stop, not a crash
     finally:
-        _ignore_interrupts()  # a second Ctrl-C must not cut the motors' stop short
+        ignore_interrupts()  # a second Ctrl-C must not cut the motors' stop short
         try:
             if node is not None:
                 close = getattr(node, "close", None)
@@ -279,11 +279,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
                 node.destroy_node()
         finally:
             rclpy.try_shutdown()
-            _ignore_interrupts()  # rclpy's shutdown may have put its handlers back
+            ignore_interrupts()  # rclpy's shutdown may have put its handlers back
     return code
 
 
-def _ignore_interrupts() -> None:
+def ignore_interrupts() -> None:
     """Ignore SIGINT from here on, in the main thread (elsewhere Python cannot set it).
 
     Under `ros2 launch` a terminal's Ctrl-C reaches a node twice: the terminal sends SIGINT to
