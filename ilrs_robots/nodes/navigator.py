@@ -29,6 +29,7 @@ import math
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -538,34 +539,47 @@ class Navigator(Node):
             task = self._task
             if task is None:
                 return
-            now = self._now()
-            pose, tilt = self._current_pose(now)
-            regulation = self._regulation(pose, tilt)
-            slipping = self._slipping(now)
-            if task.sequencer is not None:
-                out = task.sequencer.step(now, pose, regulation, slipping, self._estop)
-                nav, linear, angular = out.nav, out.linear, out.angular
-                ended = out.result
+            try:
+                self._step(task)
+            except Exception as exc:  # noqa: BLE001 - a bug must stop the rover, not the node
+                self.get_logger().error(f"control cycle failed: {traceback.format_exc()}")
+                self._task = None
+                self._stop()
+                self.core.cancel(self._now())
+                task.finish(NavState.FAILED, NavError.UNKNOWN, f"navigator error: {exc!r}")
+
+    def _step(self, task: _Task) -> None:
+        """One control cycle of `task` (under the lock)."""
+        now = self._now()
+        pose, tilt = self._current_pose(now)
+        regulation = self._regulation(pose, tilt)
+        slipping = self._slipping(now)
+        if task.sequencer is not None:
+            out = task.sequencer.step(now, pose, regulation, slipping, self._estop)
+            nav, linear, angular = out.nav, out.linear, out.angular
+            ended = out.result
+        else:
+            nav = self.core.step(now, pose, regulation, slipping, self._estop)
+            linear, angular, ended = nav.linear, nav.angular, nav.result
+        self._last_out = nav or self._last_out
+        self._publish_cmd(linear, angular)
+        if nav is not None:
+            self._report(task, nav, out.current_waypoint if task.sequencer else 0)
+        if task.sequencer is not None and ended is not None:
+            self._task = None
+            self._stop()
+            task.finish(ended.state, ended.error_code, _waypoint_message(ended),
+                        ended.missed_waypoints)
+            self.get_logger().info(f"waypoints {ended.state.value}: {task.message}")
+        elif task.sequencer is None and ended is not None:
+            self._task = None
+            self._stop()
+            task.finish(ended.state, ended.error_code, ended.error_msg)
+            text = f"goal {ended.state.value}: {ended.error_code.name} {ended.error_msg}"
+            if ended.succeeded:
+                self.get_logger().info(text)
             else:
-                nav = self.core.step(now, pose, regulation, slipping, self._estop)
-                linear, angular, ended = nav.linear, nav.angular, nav.result
-            self._last_out = nav or self._last_out
-            self._publish_cmd(linear, angular)
-            if nav is not None:
-                self._report(task, nav, out.current_waypoint if task.sequencer else 0)
-            if task.sequencer is not None and ended is not None:
-                self._task = None
-                self._stop()
-                task.finish(ended.state, ended.error_code, _waypoint_message(ended),
-                            ended.missed_waypoints)
-                self.get_logger().info(f"waypoints {ended.state.value}: {task.message}")
-            elif task.sequencer is None and ended is not None:
-                self._task = None
-                self._stop()
-                task.finish(ended.state, ended.error_code, ended.error_msg)
-                level = self.get_logger().info if ended.succeeded else \
-                    self.get_logger().warning
-                level(f"goal {ended.state.value}: {ended.error_code.name} {ended.error_msg}")
+                self.get_logger().warning(text)
 
     def _report(self, task: _Task, nav: NavOutput, waypoint: int) -> None:
         if nav.new_path:

@@ -23,6 +23,8 @@ from geometry_msgs.msg import PoseStamped, Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
 from nav_msgs.msg import Path as PathMsg
 from rclpy.action import ActionClient
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
 from ilrs_robots.core.costmap import CostParams, GlobalCostmap
@@ -94,7 +96,9 @@ class NavStack:
 
     def logs(self) -> str:
         """The navigator's output, for failure messages."""
-        return self.sup.procs["navigator"].output()[-3000:]
+        proc = self.sup.procs["navigator"]
+        return (f"navigator alive: {proc.alive}, test client spinning: "
+                f"{self.ros._thread.is_alive()}\n{proc.output()[-3000:]}")
 
 
 @contextmanager
@@ -149,9 +153,10 @@ def send(stack: NavStack, x: float, y: float, yaw: float = 0.0, frame: str = "ma
     return handle, feedback, handle.get_result_async()
 
 
-def result_of(future, timeout: float):
+def result_of(future, timeout: float, stack: NavStack | None = None):
     """The GetResult response (status, result) once the goal ends."""
-    assert wait_until(future.done, timeout), "the goal did not end in time"
+    assert wait_until(future.done, timeout), "the goal did not end in time\n" + (
+        stack.logs() if stack else "")
     return future.result()
 
 
@@ -174,7 +179,7 @@ def test_refuses_impossible_goals_at_once_with_their_reason(stack):
     ]
     for (x, y, yaw, frame), code, words in cases:
         _, _, future = send(stack, x, y, yaw, frame)
-        response = result_of(future, 30)  # at once: no driving, only planning
+        response = result_of(future, 30, stack)  # at once: no driving, only planning
         assert response.status == ABORTED
         assert response.result.error_code == code, response.result.error_msg
         assert words in response.result.error_msg
@@ -188,7 +193,7 @@ def test_reaches_a_goal_25_m_away_within_tolerance(stack):
     assert math.hypot(goal[0] - start.x, goal[1] - start.y) > 20.0
     plans = stack.ros.subscribe(PathMsg, f"{NS}/plan", LATCHED)
     _, feedback, future = send(stack, *goal)
-    response = result_of(future, DRIVE_TIMEOUT)
+    response = result_of(future, DRIVE_TIMEOUT, stack)
     assert response.status == SUCCEEDED, (response.result, stack.logs())
     assert response.result.error_code == 0
     end = stack.settle()
@@ -214,7 +219,7 @@ def test_cancel_stops_the_rover(stack):
     moving_away_from(stack, start, 1.5)
     cancel = handle.cancel_goal_async()
     assert wait_until(cancel.done, 30)
-    response = result_of(future, 30)
+    response = result_of(future, 30, stack)
     assert response.status == CANCELED
     assert response.result.error_code == NavigateToPose.Result.CANCELED
     assert cmd.wait_for(lambda m: m.linear.x == 0.0 and m.angular.z == 0.0, timeout=5)
@@ -231,10 +236,10 @@ def test_a_new_goal_preempts_the_old_one(stack):
     here = stack.pose()
     goal = (here.x - 3.0, here.y + 3.0, math.pi)
     _, _, second = send(stack, *goal)
-    old = result_of(first, 30)
+    old = result_of(first, 30, stack)
     assert old.status == ABORTED
     assert old.result.error_code == NavigateToPose.Result.PREEMPTED
-    new = result_of(second, DRIVE_TIMEOUT)
+    new = result_of(second, DRIVE_TIMEOUT, stack)
     assert new.status == SUCCEEDED, (new.result, stack.logs())
     end = stack.settle()
     assert math.hypot(end.x - goal[0], end.y - goal[1]) <= TOLERANCE + 0.1
@@ -261,7 +266,7 @@ def test_follow_waypoints_skips_an_impossible_one(stack):
     future = stack.waypoints.send_goal_async(goal, feedback_callback=lambda m: feedback.put(
         m.feedback))
     assert wait_until(future.done, 30)
-    response = result_of(future.result().get_result_async(), DRIVE_TIMEOUT)
+    response = result_of(future.result().get_result_async(), DRIVE_TIMEOUT, stack)
     assert response.status == SUCCEEDED, (response.result, stack.logs())
     assert list(response.result.missed_waypoints) == [1]
     assert {f.current_waypoint for f in feedback.messages} >= {0, 2}
@@ -323,3 +328,44 @@ def test_ilrs_waypoints_from_a_yaml_file(stack, tmp_path):
     bad.write_text("- {x: 1}\n")
     refused = run_cli("waypoints", str(bad), timeout=60)
     assert refused.returncode == 2 and "needs x and y" in refused.stdout
+
+
+def set_parameters(ros: RosClient, node: str, **values) -> list:
+    """Set parameters of `node` through its set_parameters service; the results."""
+    client = AsyncParameterClient(ros.node, node)
+    assert client.wait_for_services(timeout_sec=30.0), f"no parameter services on {node}"
+    future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+    assert wait_until(future.done, 30.0), "set_parameters never answered"
+    return list(future.result().results)
+
+
+def test_live_parameters_are_ranged_and_applied(stack):
+    node = f"{NS}/navigator"
+    (tilt,) = set_parameters(stack.ros, node, max_tilt_deg=60.0)
+    assert not tilt.successful and "max_tilt_deg" in tilt.reason and "45" in tilt.reason
+    (zones,) = set_parameters(stack.ros, node, keep_outs="elsewhere: 0, 0, 1")
+    assert not zones.successful  # read-only: keep-outs are fixed while the node runs
+    (speed,) = set_parameters(stack.ros, node, max_linear=0.2)
+    assert speed.successful, speed.reason
+    try:
+        cmd = stack.ros.subscribe(Twist, f"{NS}/cmd_vel")
+        start = stack.settle()
+        _, _, future = send(stack, start.x + 4.0, start.y)
+        assert result_of(future, DRIVE_TIMEOUT, stack).status == SUCCEEDED, stack.logs()
+        speeds = [m.linear.x for m in cmd.messages]
+        assert max(speeds) == pytest.approx(0.2, abs=1e-6)  # the new limit, and no more
+    finally:
+        (back,) = set_parameters(stack.ros, node, max_linear=1)  # an integer literal
+        assert back.successful, back.reason
+
+
+@pytest.mark.parametrize(("parameters", "words"), [
+    ({"max_tilt_deg": 60.0}, "parameter 'max_tilt_deg' must be in [8, 45]"),
+    ({"keep_outs": "reactor: 1, 2"}, "expected 'name: x, y, radius'"),
+    ({"goal_tolerence": 1.0}, "did you mean 'goal_tolerance'?"),
+])
+def test_a_bad_parameter_stops_the_node_with_a_reason(launcher, parameters, words):
+    proc = launcher.start("navigator", "rover1", parameters)
+    assert wait_until(lambda: proc.returncode is not None, 60), proc.output()
+    assert proc.returncode == 2, proc.output()
+    assert "configuration error" in proc.output() and words in proc.output()
