@@ -62,6 +62,11 @@ def costmap_message(world_name: str) -> OccupancyGrid:
     return msg
 
 
+def output_of(sup: Supervisor, name: str) -> str:
+    """The output of the stack's process `name` (keys are namespace/name)."""
+    return next(p for key, p in sup.procs.items() if key.split("/")[-1] == name).output()
+
+
 def navigator_ready(msg: DiagnosticArray) -> bool:
     """True for the navigator's diagnostics once it has a costmap and a fresh pose."""
     return any(s.name.endswith("navigator: navigation") and s.level == DiagnosticStatus.OK
@@ -96,7 +101,7 @@ class NavStack:
 
     def logs(self) -> str:
         """The navigator's output, for failure messages."""
-        proc = self.sup.procs["navigator"]
+        proc = next(p for key, p in self.sup.procs.items() if key.endswith("navigator"))
         return (f"navigator alive: {proc.alive}, test client spinning: "
                 f"{self.ros._thread.is_alive()}\n{proc.output()[-3000:]}")
 
@@ -120,11 +125,11 @@ def navigation_stack(run_dir: Path, world: str, keep_outs: str = "") -> Iterator
         truth = ros.subscribe(Odometry, f"{NS}/sim/ground_truth")
         nav = ActionClient(ros.node, NavigateToPose, f"{NS}/navigate_to_pose")
         waypoints = ActionClient(ros.node, FollowWaypoints, f"{NS}/follow_waypoints")
-        assert truth.wait_for(timeout=90), sup.procs["sim"].output()
-        assert nav.wait_for_server(timeout_sec=60), sup.procs["navigator"].output()
+        assert truth.wait_for(timeout=90), output_of(sup, "sim")
+        assert nav.wait_for_server(timeout_sec=60), output_of(sup, "navigator")
         assert waypoints.wait_for_server(timeout_sec=30)
         diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
-        assert diagnostics.wait_for(navigator_ready, timeout=60), sup.procs["navigator"].output()
+        assert diagnostics.wait_for(navigator_ready, timeout=60), output_of(sup, "navigator")
         yield NavStack(sup, ros, truth, nav, waypoints)
     finally:
         ros.close()
