@@ -25,6 +25,7 @@ from ilrs_robots.core.estimation import (
     SlipStatus,
     increment_matrix,
     map_to_odom,
+    planar_increment,
 )
 from ilrs_robots.core.geometry import Pose2D, wrap_angle
 from ilrs_robots.core.stereo import StereoRig, pose_matrix
@@ -123,9 +124,10 @@ class Localizer:
 
     def __init__(self, pose: Pose2D, z: float = 0.0, ekf: EkfConfig | None = None,
                  vo: VOConfig | None = None, gravity: float = 1.62,
-                 wheel_interval: float = 0.05) -> None:
+                 wheel_interval: float = 0.05, max_yaw_rate: float = 0.15) -> None:
         """Start at ``pose`` (map frame) and height ``z``; wheel odometry is fused at most
-        every ``wheel_interval`` s of its stamps."""
+        every ``wheel_interval`` s of its stamps; visual odometry only while the rover turns
+        slower than ``max_yaw_rate`` rad/s (0: always)."""
         self.lock = threading.Lock()
         self.ekf = RoverEKF(ekf, pose, gravity=gravity)
         self.ekf.z = z
@@ -135,6 +137,11 @@ class Localizer:
         self._odom_pose: Pose2D | None = None
         self._wheel_stamp: float | None = None
         self.wheel_interval = wheel_interval
+        self.max_yaw_rate = max_yaw_rate
+        self._disagreed = False
+        self._pending: deque[tuple[float, float, float]] = deque()  # wheels ahead of the IMU
+        self._imu_seen = False
+        self.max_wait = 0.5  # s of wheel stamps to hold for the IMU at most
         self.wheel_fused = 0
         self._clone_stamp: float | None = None  # label of the filter's VO reference clone
         self._clone_time: float | None = None  # filter time at which it was taken
@@ -158,6 +165,7 @@ class Localizer:
         with self.lock:
             self.ekf.reset(pose, covariance, z=z)
             self._wheel_stamp = None
+            self._pending.clear()
             self._clone_stamp = self._clone_time = None
             self._history.clear()
             if self.vo is not None:
@@ -169,26 +177,52 @@ class Localizer:
         """Fuse the base's odometry twist; ``odom_pose`` (odom -> base_link at the same
         stamp) gives the map -> odom transform of the returned estimate.
 
-        A twist is fused only when its stamp is at least ``wheel_interval`` s after the last
-        fused one: a base whose clock lags publishes bursts with one stamp, and fusing each
-        of them as independent would make the filter sure of a lagging speed (it then learns
-        a wrong wheel scale while accelerating)."""
+        A stamp ahead of the IMU samples fused so far waits (up to ``max_wait``) for them,
+        so that measurements are fused in time order when a busy node takes its messages
+        late. A stamp behind the filter's time (set by the IMU) is taken as the filter's time: a
+        base whose ROS clock lags (a busy process under ``use_sim_time``) publishes current
+        speeds with stale stamps, in bursts sharing one stamp; integrated at those stamps,
+        the wheels' distance over a visual odometry step jumps between 0 and twice the truth
+        and reads as slip. A twist is fused only when at least ``wheel_interval`` s passed
+        since the last fused one: fusing a burst as independent measurements would make the
+        filter sure of a lagging speed (it then learns a wrong wheel scale)."""
         with self.lock:
-            last = self._wheel_stamp
-            if last is None or stamp >= last + self.wheel_interval or stamp < last - 1.0:
-                self.ekf.update_wheel_odometry(stamp, speed, yaw_rate)
-                self._wheel_stamp = stamp
-                self.wheel_fused += 1
-                self._remember()
             self._odom_pose = odom_pose
+            now = self.ekf.stamp
+            if now is not None and stamp > now and self._imu_seen:
+                # ahead of the IMU samples fused so far (they may be queued behind it):
+                # wait for them, or the yaw over the gap is integrated at a stale rate
+                self._pending.append((stamp, speed, yaw_rate))
+                if stamp - self._pending[0][0] > self.max_wait:
+                    self._flush_wheels(math.inf)  # the IMU went quiet: do not wait
+            else:
+                self._wheel(stamp, speed, yaw_rate)
             return self._estimate()
+
+    def _flush_wheels(self, up_to: float) -> None:
+        """Fuse the waiting wheel measurements stamped up to ``up_to``, in order."""
+        while self._pending and self._pending[0][0] <= up_to:
+            self._wheel(*self._pending.popleft())
+
+    def _wheel(self, stamp: float, speed: float, yaw_rate: float) -> None:
+        last = self._wheel_stamp
+        now = self.ekf.stamp
+        if now is not None and now - 1.0 <= stamp < now:
+            stamp = now
+        if last is None or stamp >= last + self.wheel_interval or stamp < last - 1.0:
+            self.ekf.update_wheel_odometry(stamp, speed, yaw_rate)
+            self._wheel_stamp = stamp
+            self.wheel_fused += 1
+            self._remember()
 
     def imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> None:
         """Fuse one IMU sample (IMU axes; rotated into base_link)."""
         R = self._imu_rotation
         with self.lock:
             self.ekf.update_imu(stamp, R @ np.asarray(accel), R @ np.asarray(gyro))
+            self._imu_seen = True
             self._remember()
+            self._flush_wheels(stamp)
 
     def visual_odometry(self, stamp: float, left: np.ndarray, right: np.ndarray
                         ) -> VOResult | None:
@@ -207,7 +241,15 @@ class Localizer:
         with self.lock:
             if vo is not self.vo:
                 return res  # camera or pose reset meanwhile
-            if res.ok and res.motion is not None and res.covariance is not None:
+            held = self._turning(res) or self._implausible(res)
+            if held:
+                # not fused; start afresh from the next frame (the tracker's motion prior,
+                # its last step, would carry a bad step into the next one)
+                st.refused += 1
+                st.last_reason = held
+                st.reasons[_reason_key(held)] += 1
+                vo.reset()
+            elif res.ok and res.motion is not None and res.covariance is not None:
                 motion, cov = self._latency_compensated(res)
                 fused = self.ekf.update_visual_odometry(res.stamp_from, res.stamp_to, motion,
                                                         cov)
@@ -228,6 +270,50 @@ class Localizer:
                     self._cloned(res.stamp_from)
             self._remember()
         return res
+
+    def _implausible(self, res: VOResult) -> str:
+        """Why an increment is held back because it disagrees with what the wheels and the
+        IMU made of the same interval, or "" to fuse it. A step turning otherwise than the
+        gyro is always held (slip does not fool the gyro), and so is one going sideways or
+        further than the wheels. A step shorter than the wheels' (slip, or a tracker fooled
+        by a wrong motion prior) is held once; a second one in a row is fused and the filter
+        judges it (a stalled rover's camera sees the same "no motion" again)."""
+        if not res.ok or res.motion is None or res.stamp_from is None or res.stamp_to is None:
+            return ""
+        pred = _relative(self._pose_at(res.stamp_from), self._pose_at(res.stamp_to))
+        (dx, dy, dyaw), _ = planar_increment(res.motion, res.covariance)
+        miss = math.hypot(dx - pred[0], dy - pred[1])
+        turn = abs(wrap_angle(dyaw - pred[2]))
+        step = math.hypot(pred[0], pred[1])
+        if turn > math.radians(0.5) + 0.1 * abs(pred[2]):
+            # wheel slip does not fool the gyro: a step turning otherwise is a tracking error
+            return (f"turns otherwise than the gyro: by {math.degrees(turn):.2f} deg")
+        tol = 0.03 + 0.3 * step
+        if miss <= tol:
+            self._disagreed = False
+            return ""
+        if abs(dy - pred[1]) > tol or dx > pred[0]:
+            # sideways, or further than the wheels rolled: not slip, a tracking error
+            return f"moves otherwise than the wheels: by {miss:.3f} m"
+        if self._disagreed:
+            return ""  # shorter than the wheels twice in a row: let the filter judge (slip)
+        self._disagreed = True
+        return f"moves less than the wheels: by {miss:.3f} m (held once for confirmation)"
+
+    def _turning(self, res: VOResult) -> str:
+        """Why a good-looking increment is not fused because the rover turns too fast for
+        it (frames far apart in angle fool the tracker with confident wrong rotations),
+        or "" when it may be fused."""
+        if not res.ok or res.motion is None or self.max_yaw_rate <= 0:
+            return ""
+        rate = abs(self.ekf.velocity[1])
+        span = (res.stamp_to or 0.0) - (res.stamp_from or 0.0)
+        if span > 0:
+            rate = max(rate, abs(math.atan2(res.motion[1, 0], res.motion[0, 0])) / span)
+        if rate > self.max_yaw_rate:
+            return (f"turning too fast for visual odometry: {rate:.2f} rad/s > "
+                    f"{self.max_yaw_rate:g}")
+        return ""
 
     # -- latency of visual odometry ---------------------------------------------------------
     def _remember(self) -> None:

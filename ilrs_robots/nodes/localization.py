@@ -29,6 +29,7 @@ from ilrs_robots.core.estimation import EkfConfig
 from ilrs_robots.core.geometry import Pose2D, quaternion_to_yaw
 from ilrs_robots.core.localizer import Localizer, TransformTree, rpy_quaternion, transform_matrix
 from ilrs_robots.core.stereo import StereoRig
+from ilrs_robots.core.visual_odometry import VOConfig
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
@@ -148,7 +149,7 @@ class LocalizationNode(Node):
         self.vo_scale = p["vo_image_scale"]
         self.camera_override = p["camera_transform"]
         if p["world_from"] and not p["world"]:
-            p["world"] = world_of_node(self, p["world_from"], 60.0)
+            p["world"] = world_of_node(self, p["world_from"], p["world_from_timeout"])
         if p["world"]:
             pose, ground = start_from_world(p["world"])
             z = ground + p["base_height"]
@@ -159,8 +160,11 @@ class LocalizationNode(Node):
         config = EkfConfig(slip_on=p["slip_on"], slip_off=p["slip_off"],
                            wheel_speed_sigma=p["wheel_speed_sigma"],
                            gyro_sigma=p["gyro_sigma"])
-        self.loc = Localizer(pose, z, config, gravity=p["gravity"],
-                             wheel_interval=p["wheel_interval"])
+        vo_config = VOConfig(min_rotation_sigma=p["vo_min_rotation_sigma"],
+                             min_translation_sigma=p["vo_min_translation_sigma"])
+        self.loc = Localizer(pose, z, config, vo_config, gravity=p["gravity"],
+                             wheel_interval=p["wheel_interval"],
+                             max_yaw_rate=p["vo_max_yaw_rate"])
         self.tree = TransformTree()
         self.infos: dict[str, CameraInfo] = {}
         self._camera_key: tuple | None = None
@@ -174,8 +178,8 @@ class LocalizationNode(Node):
         self.tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.slip_pub = self.create_publisher(Bool, "localization/slip", LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Odometry, "odom", self._on_odom, 20)
-        self.create_subscription(Imu, "imu/data", self._on_imu, 100)
+        self.create_subscription(Odometry, "odom", self._on_odom, 100)
+        self.create_subscription(Imu, "imu/data", self._on_imu, 300)
         self.create_subscription(PoseWithCovarianceStamped, "initialpose", self._on_initialpose,
                                  10)
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, STATIC)
@@ -202,6 +206,9 @@ class LocalizationNode(Node):
             "world": declare(d, "world", "", "World name or YAML (simulation): start at its "
                              "rover_start, map frame = world frame; empty on a real rover",
                              read_only=True),
+            "world_from_timeout": declare(d, "world_from_timeout", 60.0, "How long to wait for "
+                                          "the 'world_from' node (s)", range=(0.1, 600.0),
+                                          read_only=True),
             "world_from": declare(d, "world_from", "", "Node whose 'world' parameter to use "
                                   "when 'world' is empty (the simulator: /sim)",
                                   read_only=True),
@@ -225,6 +232,16 @@ class LocalizationNode(Node):
                                    "(sensor time) visual odometry processes", range=(0.1, 60.0)),
             "vo_min_rate": declare(d, "vo_min_rate", 2.0, "Below this VO rate (Hz) diagnostics "
                                    "warn that the filter runs on wheels + IMU", range=(0.0, 60.0)),
+            "vo_max_yaw_rate": declare(d, "vo_max_yaw_rate", 0.15, "Visual odometry is not "
+                                       "fused while the rover turns faster (rad/s; 0: always)",
+                                       range=(0.0, 10.0)),
+            "vo_min_rotation_sigma": declare(
+                d, "vo_min_rotation_sigma", 0.003, "Floor of each rotation sigma of a visual "
+                "odometry step (rad): above the gyro's, so the gyro keeps the heading",
+                range=(1e-5, 1.0), read_only=True),
+            "vo_min_translation_sigma": declare(
+                d, "vo_min_translation_sigma", 0.002, "Floor of each translation sigma of a "
+                "visual odometry step (m)", range=(1e-5, 1.0), read_only=True),
             "vo_image_scale": declare(d, "vo_image_scale", 1.0, "Scale images by this before "
                                       "visual odometry (0.5: 640x480 -> 320x240)",
                                       range=(0.1, 1.0), read_only=True),
@@ -266,6 +283,8 @@ class LocalizationNode(Node):
             self.use_vo = bool(changed["use_visual_odometry"])
         if "vo_max_rate" in changed:
             self.vo_period = 1.0 / float(changed["vo_max_rate"])
+        if "vo_max_yaw_rate" in changed:
+            self.loc.max_yaw_rate = float(changed["vo_max_yaw_rate"])
         if "vo_min_rate" in changed:
             self.vo_min_rate = float(changed["vo_min_rate"])
         if "diagnostics_period" in changed:

@@ -160,7 +160,7 @@ class TerrainMapperNode(Node):
         p = self._declare_all()
         self.map_frame, self.base_frame = p["map_frame"], p["base_frame"]
         if p["world_from"] and not p["world"] and not p["dem_file"]:
-            p["world"] = world_of_node(self, p["world_from"], 60.0)
+            p["world"] = world_of_node(self, p["world_from"], p["world_from_timeout"])
         if p["world"] and p["dem_file"]:
             raise ParameterError("dem_file", "must be empty when 'world' is set (one prior)")
         if p["world"]:
@@ -237,6 +237,9 @@ class TerrainMapperNode(Node):
         p: dict[str, Any] = {
             "world": declare(d, "world", "", "World name or YAML whose prior_map DEM and sites "
                              "give the prior (simulation)", read_only=True),
+            "world_from_timeout": declare(d, "world_from_timeout", 60.0, "How long to wait for "
+                                          "the 'world_from' node (s)", range=(0.1, 600.0),
+                                          read_only=True),
             "world_from": declare(d, "world_from", "", "Node whose 'world' parameter to use "
                                   "when 'world' and 'dem_file' are empty (the simulator: "
                                   "/sim)", read_only=True),

@@ -224,12 +224,30 @@ def test_slip_is_flagged_when_the_wheels_spin_on_a_slope_too_steep(tmp_path):
             assert wait_until(flagged, timeout=60, period=0.0), logs(sup)
             cmd.publish(Twist())
             now, odom_now = odom_pose(truth.last()), odom_pose(odom.last())
-            moved = math.hypot(now.x - start.x, now.y - start.y)
+            # uphill progress (sliding back counts as slipping too) against the wheels' roll
+            progress = ((now.x - start.x) * math.cos(start.yaw)
+                        + (now.y - start.y) * math.sin(start.yaw))
             rolled = math.hypot(odom_now.x - odom_start.x, odom_now.y - odom_start.y)
-            assert moved < 0.5 * rolled, (moved, rolled)  # it was slipping indeed
+            assert rolled > 0.1 and progress < 0.5 * rolled, (progress, rolled)
             d = diags.wait_for(lambda m: (v := diagnostic_values(m, "wheel slip")) is not None
                                and v["slipping"] == "True", timeout=30)
             assert d is not None
             assert float(diagnostic_values(d, "wheel slip")["slip_ratio"]) >= 0.5
     finally:
         sup.stop()
+
+
+@pytest.mark.parametrize(("parameters", "words"), [
+    ({"world": "no_such_world"}, "parameter 'world' is not usable"),
+    ({"initial_pose": [1.0, 2.0]}, "parameter 'initial_pose' must be 3 finite numbers"),
+    ({"slip_on": 0.3, "slip_off": 0.4}, "parameter 'slip_off' must be below slip_on"),
+    ({"vo_max_rate": 0.0}, "parameter 'vo_max_rate' must be in [0.1, 60]"),
+    ({"world_from": "/nobody", "base_height": 0.25}, "parameter 'world_from' names '/nobody'"),
+])
+def test_a_bad_parameter_stops_localization_with_a_reason(launcher, parameters, words):
+    if "world_from" in parameters:
+        parameters = {**parameters, "world_from_timeout": 2.0}
+    proc = launcher.start("localization", "rover1", parameters)
+    assert wait_until(lambda: proc.returncode is not None, 90), proc.output()
+    assert proc.returncode == 2, proc.output()
+    assert "configuration error" in proc.output() and words in proc.output()

@@ -185,3 +185,35 @@ def test_a_step_ahead_appears_in_the_local_and_global_costmaps(step_stack):
     assert np.isnan(z).mean() > 0.3 and np.isfinite(z).sum() > 500
     flat = np.nanmedian(z)
     assert abs(flat) < 0.2  # the ground, on the prior's datum (z = 0)
+
+
+def test_prior_from_a_dem_file(launcher, ros, tmp_path):
+    """A real rover's prior: an .npz DEM with a 30 degree ramp on one side and a keep-out."""
+    res = 1.0
+    xs = np.arange(41) * res - 20.0
+    X, _ = np.meshgrid(xs, xs)
+    heights = np.where(X > 5.0, (X - 5.0) * math.tan(math.radians(30.0)), 0.0)
+    dem = tmp_path / "site.npz"
+    np.savez(dem, heights=heights, origin=np.array([-20.0, -20.0]), resolution=res,
+             noise_sigma=0.02, keep_outs=np.array([[-10.0, -10.0, 3.0]]))
+    proc = launcher.start("terrain_mapper", "dem_rover", {"dem_file": str(dem)})
+    msg = ros.subscribe(OccupancyGrid, "/dem_rover/costmap", LATCHED).wait_for(timeout=60)
+    assert msg is not None, proc.output()
+    g = grid_of(msg)
+    assert g[cell(msg, 12.0, 0.0)] == 100  # the ramp: 30 deg over the 20 deg limit
+    assert g[cell(msg, -10.0, -10.0)] == 100  # the keep-out
+    assert 0 <= g[cell(msg, -5.0, 5.0)] < 50  # level ground
+
+
+@pytest.mark.parametrize(("parameters", "words"), [
+    ({"world": "south_pole", "dem_file": "/tmp/x.npz"}, "parameter 'dem_file' must be empty"),
+    ({"world": "no_such_world"}, "parameter 'world' is not usable"),
+    ({"dem_file": "/nonexistent/dem.npz"}, "parameter 'dem_file' must be an .npz"),
+    ({"keep_out_radius_reactor": -1.0}, "parameter 'keep_out_radius_reactor' must be in"),
+    ({"costmap_perod": 1.0}, "did you mean 'costmap_period'?"),
+])
+def test_a_bad_parameter_stops_the_mapper_with_a_reason(launcher, parameters, words):
+    proc = launcher.start("terrain_mapper", "rover1", parameters)
+    assert wait_until(lambda: proc.returncode is not None, 60), proc.output()
+    assert proc.returncode == 2, proc.output()
+    assert "configuration error" in proc.output() and words in proc.output()
