@@ -157,7 +157,7 @@ def test_driving_tracks_the_ground_truth_at_least_as_well_as_the_wheels(flat):
                         is not None and int(v["fused"]) > 10, timeout=30)
     assert vo is not None, report + "\n" + logs(sup)
     v = diagnostic_values(vo, "localization: visual odometry")
-    assert float(v["rate_hz"]) >= 2.0 and int(v["inliers"]) >= 0, v
+    assert float(v["rate_hz"]) > 0.0 and int(v["inliers"]) > 0, v
     print(report, "| VO", v["rate_hz"], "Hz,", v["processing_ms"], "ms per pair")
 
 
