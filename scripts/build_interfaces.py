@@ -63,7 +63,9 @@ def sources_hash(pkg: Path) -> str:
 
 def build(name: str, src: Path, venv: Path) -> None:
     """Configure, build and install one ament_cmake package into the venv."""
-    bld = ROOT / "build" / name
+    # one build tree per venv: CMake caches the packages it found (a Jazzy build reusing the
+    # Kilted tree links the Kilted Fast CDR and fails at run time with an undefined symbol)
+    bld = ROOT / "build" / name if venv.name == ".venv" else ROOT / "build" / venv.name / name
     py = venv / "bin" / "python"
     run = [
         "cmake", "-S", str(src), "-B", str(bld), "-DCMAKE_BUILD_TYPE=Release",
