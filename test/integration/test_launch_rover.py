@@ -44,8 +44,10 @@ def _graph(ros) -> set[tuple[str, str]]:
 
 def _assert_clean(output: str) -> None:
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-6000:]
-    assert "process has died" not in output, output[-6000:]
+    # the nodes (the emulators are test fixtures: launch's asyncio child watcher has been seen
+    # to lose one's exit status under load, "Unknown child process pid ..., returncode 255")
     for _ns, name in sorted(ROS_NODES):
+        assert not re.search(rf"\[{name}-\d+\]: process has died", output), output[-6000:]
         assert re.search(rf"\[{name}-\d+\]: process has finished cleanly", output), (
             f"{name} did not finish cleanly:\n{output[-6000:]}")
 

@@ -81,8 +81,10 @@ def test_station_runner_two_rovers_drive_without_cross_talk(ros, tmp_path: Path)
                                   "builder1/construction", "rover2/hazcam/vc0706_camera"}
         _drive_and_check(ros)
         assert sup.check(), {k: p.output()[-2000:] for k, p in sup.procs.items()}
-        graph = {f"{ns}/{n}" for n, ns in ros.node.get_node_names_and_namespaces()}
-        assert "/builder1/construction" in graph, graph
+        def graph() -> set[str]:
+            return {f"{ns}/{n}" for n, ns in ros.node.get_node_names_and_namespaces()}
+
+        assert wait_until(lambda: "/builder1/construction" in graph(), 60), graph()
     finally:
         sup.stop()
 
