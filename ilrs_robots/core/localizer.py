@@ -124,10 +124,12 @@ class Localizer:
 
     def __init__(self, pose: Pose2D, z: float = 0.0, ekf: EkfConfig | None = None,
                  vo: VOConfig | None = None, gravity: float = 1.62,
-                 wheel_interval: float = 0.05, max_yaw_rate: float = 0.15) -> None:
+                 wheel_interval: float = 0.05, max_yaw_rate: float = 0.15,
+                 min_rate: float = 0.0, max_latency: float = math.inf) -> None:
         """Start at ``pose`` (map frame) and height ``z``; wheel odometry is fused at most
         every ``wheel_interval`` s of its stamps; visual odometry only while the rover turns
-        slower than ``max_yaw_rate`` rad/s (0: always)."""
+        slower than ``max_yaw_rate`` rad/s (0: always), at ``min_rate`` Hz or more, with
+        results ready within ``max_latency`` s of the frame."""
         self.lock = threading.Lock()
         self.ekf = RoverEKF(ekf, pose, gravity=gravity)
         self.ekf.z = z
@@ -138,14 +140,18 @@ class Localizer:
         self._wheel_stamp: float | None = None
         self.wheel_interval = wheel_interval
         self.max_yaw_rate = max_yaw_rate
+        self.min_rate = min_rate
+        self.max_latency = max_latency
         self._disagreed = False
         self._pending: deque[tuple[float, float, float]] = deque()  # wheels ahead of the IMU
         self._imu_seen = False
-        self.max_wait = 0.5  # s of wheel stamps to hold for the IMU at most
+        self.max_wait = 1.0  # s to hold wheel (stamps) and camera (wall) data for the IMU
         self.wheel_fused = 0
         self._clone_stamp: float | None = None  # label of the filter's VO reference clone
         self._clone_time: float | None = None  # filter time at which it was taken
         self._history: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
+        self._local = (0.0, 0.0, 0.0)  # dead-reckoned pose (predictions only), any origin
+        self._pose0: Pose2D | None = None  # the filter's pose after the last update
         self._imu_rotation = np.eye(3)
 
     # -- set-up -----------------------------------------------------------------------------
@@ -168,6 +174,7 @@ class Localizer:
             self._pending.clear()
             self._clone_stamp = self._clone_time = None
             self._history.clear()
+            self._pose0 = None
             if self.vo is not None:
                 self.vo.reset()
 
@@ -210,18 +217,20 @@ class Localizer:
         if now is not None and now - 1.0 <= stamp < now:
             stamp = now
         if last is None or stamp >= last + self.wheel_interval or stamp < last - 1.0:
+            self._advance(stamp)
             self.ekf.update_wheel_odometry(stamp, speed, yaw_rate)
+            self._corrected()
             self._wheel_stamp = stamp
             self.wheel_fused += 1
-            self._remember()
 
     def imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> None:
         """Fuse one IMU sample (IMU axes; rotated into base_link)."""
         R = self._imu_rotation
         with self.lock:
+            self._advance(stamp)
             self.ekf.update_imu(stamp, R @ np.asarray(accel), R @ np.asarray(gyro))
+            self._corrected()
             self._imu_seen = True
-            self._remember()
             self._flush_wheels(stamp)
 
     def visual_odometry(self, stamp: float, left: np.ndarray, right: np.ndarray
@@ -238,21 +247,41 @@ class Localizer:
         st.stamps.append(stamp)
         st.frames += 1
         st.last = res
+        # a frame ahead of the IMU samples fused so far waits for them: fusing it first would
+        # advance the filter past samples still queued, whose turn would then be lost
+        deadline = time.monotonic() + self.max_wait
+        while (self._imu_seen and (self.ekf.stamp or 0.0) < stamp
+               and time.monotonic() < deadline):
+            time.sleep(0.005)
         with self.lock:
             if vo is not self.vo:
                 return res  # camera or pose reset meanwhile
-            held = self._turning(res) or self._implausible(res)
+            if self._imu_seen and (self.ekf.stamp or 0.0) < stamp:
+                st.refused += 1
+                st.last_reason = "IMU behind the camera (node too busy)"
+                st.reasons["IMU behind the camera"] += 1
+                vo.reset()
+                return res
+            held = self._too_late(res) or self._turning(res) or self._implausible(res)
             if held:
-                # not fused; start afresh from the next frame (the tracker's motion prior,
-                # its last step, would carry a bad step into the next one)
                 st.refused += 1
                 st.last_reason = held
                 st.reasons[_reason_key(held)] += 1
-                vo.reset()
+                if held.startswith("moves less"):
+                    # waiting for confirmation: the next step starts from this frame
+                    self._advance(res.stamp_to)
+                    self.ekf.vo_reference(res.stamp_to)
+                    self._cloned(res.stamp_to)
+                else:
+                    # start afresh from the next frame (the tracker's motion prior, its
+                    # last step, would carry a bad step into the next one)
+                    vo.reset()
             elif res.ok and res.motion is not None and res.covariance is not None:
                 motion, cov = self._latency_compensated(res)
+                self._advance(res.stamp_to)
                 fused = self.ekf.update_visual_odometry(res.stamp_from, res.stamp_to, motion,
                                                         cov)
+                self._corrected()
                 self._cloned(res.stamp_to, force=True)
                 if fused:
                     st.fused += 1
@@ -266,9 +295,9 @@ class Localizer:
                 st.last_reason = res.reason
                 st.reasons[_reason_key(res.reason)] += 1
                 if res.stamp_from is not None:
+                    self._advance(res.stamp_from)
                     self.ekf.vo_reference(res.stamp_from)
                     self._cloned(res.stamp_from)
-            self._remember()
         return res
 
     def _implausible(self, res: VOResult) -> str:
@@ -300,6 +329,19 @@ class Localizer:
         self._disagreed = True
         return f"moves less than the wheels: by {miss:.3f} m (held once for confirmation)"
 
+    def _too_late(self, res: VOResult) -> str:
+        """Why an increment is not fused because it came too late or too seldom (a busy
+        computer: the filter then runs on wheels + IMU), or ""."""
+        if not res.ok:
+            return ""
+        late = (self.ekf.stamp or 0.0) - (res.stamp_to or 0.0)
+        if late > self.max_latency:
+            return f"processed too late: {late:.2f} s > {self.max_latency:g} s after the frame"
+        rate = self.stats.rate()
+        if rate < self.min_rate:
+            return f"too few frames processed: {rate:.1f} Hz < {self.min_rate:g} Hz"
+        return ""
+
     def _turning(self, res: VOResult) -> str:
         """Why a good-looking increment is not fused because the rover turns too fast for
         it (frames far apart in angle fool the tracker with confident wrong rotations),
@@ -316,13 +358,25 @@ class Localizer:
         return ""
 
     # -- latency of visual odometry ---------------------------------------------------------
-    def _remember(self) -> None:
-        """Record the filter's pose at its current time (for :meth:`_pose_at`)."""
+    def _advance(self, stamp: float) -> None:
+        """Predict the filter to ``stamp`` and move the local dead-reckoned pose by the
+        predicted motion only (corrections are left out), recording it: relative motions
+        between recent instants then come from a smooth track, not from one that jumps
+        with each correction (a jump would read as motion and feed back)."""
         e = self.ekf
-        if e.stamp is not None:
-            if self._history and e.stamp < self._history[-1][0]:
-                self._history.clear()
-            self._history.append((e.stamp, float(e.x[0]), float(e.x[1]), float(e.x[2])))
+        e.predict(stamp)
+        if e.stamp is None:
+            return
+        if self._pose0 is not None:
+            self._local = _compose(self._local, _relative(self._pose0, e.pose))
+        self._pose0 = e.pose
+        if self._history and e.stamp < self._history[-1][0]:
+            self._history.clear()
+        self._history.append((e.stamp, *self._local))
+
+    def _corrected(self) -> None:
+        """After an update: the next prediction starts from the corrected pose."""
+        self._pose0 = self.ekf.pose
 
     def _cloned(self, stamp: float, force: bool = False) -> None:
         """Note that the filter's VO reference (labelled ``stamp``) was taken now, unless it
@@ -333,10 +387,11 @@ class Localizer:
             self._clone_time = self.ekf.stamp
 
     def _pose_at(self, t: float) -> Pose2D:
-        """The filter's pose at time ``t`` from its recent history (interpolated)."""
+        """The local dead-reckoned pose at time ``t`` (interpolated; see :meth:`_advance`).
+        """
         h = self._history
         if not h or t >= h[-1][0]:
-            return self.ekf.pose
+            return Pose2D(*self._local)
         if t <= h[0][0]:
             return Pose2D(*h[0][1:])
         stamps = [r[0] for r in h]
@@ -357,7 +412,7 @@ class Localizer:
                 or res.stamp_to is None:
             return res.motion, res.covariance
         a = _relative(self._pose_at(self._clone_time), self._pose_at(res.stamp_from))
-        b = _relative(self._pose_at(res.stamp_to), self.ekf.pose)
+        b = _relative(self._pose_at(res.stamp_to), Pose2D(*self._local))
         motion = increment_matrix(*a) @ res.motion @ increment_matrix(*b)
         lag = abs(self._clone_time - res.stamp_from) + abs(now - res.stamp_to)
         extra = np.array([(0.002 + 0.01 * lag) ** 2] * 3 + [(0.0005 + 0.002 * lag) ** 2] * 3)
@@ -382,6 +437,13 @@ def _relative(a: Pose2D, b: Pose2D) -> tuple[float, float, float]:
     c, s = math.cos(a.yaw), math.sin(a.yaw)
     dx, dy = b.x - a.x, b.y - a.y
     return c * dx + s * dy, -s * dx + c * dy, wrap_angle(b.yaw - a.yaw)
+
+
+def _compose(p: tuple[float, float, float], d: tuple[float, float, float]
+             ) -> tuple[float, float, float]:
+    """Pose ``p`` moved by ``d`` = (dx, dy, dyaw) in its own frame."""
+    c, s = math.cos(p[2]), math.sin(p[2])
+    return (p[0] + c * d[0] - s * d[1], p[1] + s * d[0] + c * d[1], wrap_angle(p[2] + d[2]))
 
 
 def _reason_key(reason: str) -> str:

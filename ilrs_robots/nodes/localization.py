@@ -164,7 +164,8 @@ class LocalizationNode(Node):
                              min_translation_sigma=p["vo_min_translation_sigma"])
         self.loc = Localizer(pose, z, config, vo_config, gravity=p["gravity"],
                              wheel_interval=p["wheel_interval"],
-                             max_yaw_rate=p["vo_max_yaw_rate"])
+                             max_yaw_rate=p["vo_max_yaw_rate"], min_rate=p["vo_min_rate"],
+                             max_latency=p["vo_max_latency"])
         self.tree = TransformTree()
         self.infos: dict[str, CameraInfo] = {}
         self._camera_key: tuple | None = None
@@ -230,8 +231,12 @@ class LocalizationNode(Node):
                                            "Fuse stereo visual odometry"),
             "vo_max_rate": declare(d, "vo_max_rate", 10.0, "Most stereo pairs per second "
                                    "(sensor time) visual odometry processes", range=(0.1, 60.0)),
-            "vo_min_rate": declare(d, "vo_min_rate", 2.0, "Below this VO rate (Hz) diagnostics "
-                                   "warn that the filter runs on wheels + IMU", range=(0.0, 60.0)),
+            "vo_min_rate": declare(d, "vo_min_rate", 2.0, "Below this VO rate (Hz) its steps are "
+                                   "not fused: the filter runs on wheels + IMU (diagnostics "
+                                   "say so)", range=(0.0, 60.0)),
+            "vo_max_latency": declare(d, "vo_max_latency", 0.5, "VO steps whose result is "
+                                      "ready later than this after the frame (s) are not "
+                                      "fused", range=(0.01, 10.0)),
             "vo_max_yaw_rate": declare(d, "vo_max_yaw_rate", 0.15, "Visual odometry is not "
                                        "fused while the rover turns faster (rad/s; 0: always)",
                                        range=(0.0, 10.0)),
@@ -286,7 +291,9 @@ class LocalizationNode(Node):
         if "vo_max_yaw_rate" in changed:
             self.loc.max_yaw_rate = float(changed["vo_max_yaw_rate"])
         if "vo_min_rate" in changed:
-            self.vo_min_rate = float(changed["vo_min_rate"])
+            self.vo_min_rate = self.loc.min_rate = float(changed["vo_min_rate"])
+        if "vo_max_latency" in changed:
+            self.loc.max_latency = float(changed["vo_max_latency"])
         if "diagnostics_period" in changed:
             self.diag_timer.timer_period_ns = int(changed["diagnostics_period"] * 1e9)
         if "initial_pose" in changed:

@@ -190,7 +190,7 @@ class TerrainMapperNode(Node):
         stereo = StereoConfig(min_range=p["min_range"], max_range=p["max_range"],
                               point_step=p["point_step"])
         config = MapperConfig(p["local_size"], p["local_resolution"], stereo, limits,
-                              align_to_prior=p["align_to_prior"])
+                              align_to_prior=p["align_to_prior"] and sigma != UNKNOWN_SIGMA)
         self.mapper = TerrainMapper(prior, sigma ** 2, costs, zones, p["resolution"], config)
         self.lock = threading.Lock()
         self.tree = TransformTree()
