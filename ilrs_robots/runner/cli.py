@@ -3,7 +3,8 @@
     ilrs run [STACK] [--hardware real|sim|emulated]   nodes of a stack until Ctrl-C
     ilrs square [--side M]                            base driver + emulated RoboClaws:
                                                       drive a square, print odometry
-    ilrs sim [--world NAME]                           the simulated mission in world NAME
+    ilrs sim [--world NAME] [--scale F]               the autonomous traverse in world NAME
+                                                      (--scripted: the old cmd_vel route)
     ilrs goto X Y [--yaw DEG]                         navigate a running rover to a point
     ilrs waypoints FILE                               follow waypoints (YAML list of x, y, yaw_deg)
     ilrs export-gazebo WORLD --out DIR                the world's SDF, robot models, bridge.yaml
@@ -150,8 +151,116 @@ def cmd_square(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the fast default of `ilrs sim`: the sim runs `rate` times faster than real time with a
+#: smaller stereo pair (every node, the navigator and localization included, runs on sim time)
+FAST_SIM = {"rate": 2.0, "mast_rate": 0.1}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' as (width, height) in pixels."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be 16..4096 pixels")
+    return w, h
+
+
+def sim_overrides(args: argparse.Namespace, world: str) -> dict[str, dict]:
+    """Parameter overrides of the rover stack for an `ilrs sim` run."""
+    width, height = args.camera
+    sim = dict(FAST_SIM, world=world, rate=float(args.rate), camera_width=width,
+               camera_height=height, stereo_rate=float(args.stereo_rate))
+    return {"sim": sim}
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
-    """`ilrs sim`: the simulated mission, drivers unchanged, odometry against ground truth."""
+    """`ilrs sim`: the autonomous traverse by NavigateToPose, or the scripted route."""
+    if args.scripted:
+        return cmd_sim_scripted(args)
+    from ilrs_robots.runner.traverse import (
+        Traverse,
+        describe_leg,
+        found_hazards,
+        mission_goals,
+        summarize,
+    )
+    from ilrs_robots.sim.track_map import write_track_map
+    from ilrs_robots.sim.world import build_heightmap, load_world
+
+    try:
+        world = resolve_world(args.world)
+        world_data = load_world(world)
+        goals = mission_goals(world_data, args.scale)
+    except (StackError, ValueError) as exc:
+        say(str(exc))
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+    reports = []
+    width, height = args.camera
+    with tempfile.TemporaryDirectory(prefix="ilrs-") as tmp, \
+            running_stack("rover", "sim", Path(args.run_dir or tmp), args.domain_id,
+                          sim_overrides(args, world)) as sup, \
+            Traverse("rover1", say=say) as trav:
+        missing = trav.wait_until_ready(timeout=args.wait)
+        if missing is not None:
+            sup.check()
+            say(f"mission failed: no {missing} within {args.wait:g} s")
+            return 1
+        say(f"stack up in {time.monotonic() - t_start:.1f} s (sim at {args.rate:g}x real time, "
+            f"stereo {width}x{height} at {args.stereo_rate:g} Hz); traverse of "
+            f"{len(goals)} goals by NavigateToPose: "
+            + ", then ".join(f"{g.name} ({g.x:+.1f}, {g.y:+.1f})" for g in goals))
+        try:
+            for i, goal in enumerate(goals, start=1):
+                say(f"leg {i}/{len(goals)}: to {goal.name} ({goal.x:+.1f}, {goal.y:+.1f})")
+                report = trav.run_leg(goal, label=f"leg {i}/{len(goals)}", every=args.every,
+                                      check=sup.check)
+                reports.append(report)
+                for line in describe_leg(report, i, len(goals)):
+                    say(line)
+                if not report.succeeded:
+                    break
+        except KeyboardInterrupt:
+            say("interrupted: cancelling the goal and stopping the stack")
+            trav.nav.cancelTask(timeout=5.0)
+            return 130
+        costmap = trav.latest_costmap()
+        known, found = ((), ()) if costmap is None or trav.first_costmap is None else \
+            found_hazards(trav.first_costmap, costmap)
+        picture = write_track_map(
+            out / "mission_track.png", world_data, build_heightmap(world_data), trav.track,
+            plans=trav.plans, known_hazards=known, found_hazards=found,
+            goals=[(g.name, g.x, g.y) for g in goals],
+            cell_size=costmap.info.resolution if costmap is not None else 0.5)
+    total = summarize(reports)
+    say("summary:")
+    for i, r in enumerate(reports, start=1):
+        pos, head = r.localization_error
+        say(f"  {i}. {r.goal.name}: {'reached' if r.succeeded else 'FAILED'}, "
+            f"{r.goal_error:.2f} m from the goal (ground truth), localization off by "
+            f"{pos:.2f} m / {head * 57.29578:.1f} deg")
+    say(f"  driven {total['driven']:.1f} m in {total['sim_time']:.0f} s sim time, "
+        f"{total['recoveries']:.0f} recoveries, max tilt {total['max_tilt'] * 57.29578:.1f} deg;"
+        f" mission {time.monotonic() - t_start:.0f} s wall in all")
+    say(f"  hazards on the final costmap: {len(known)} lethal cells known from the prior map, "
+        f"{len(found)} found on the way")
+    say(f"  track picture: {picture}")
+    failed = next((r for r in reports if not r.succeeded), None)
+    if failed is not None:
+        say(f"mission failed at {failed.goal.name}: {failed.error_name} ({failed.error_code}):"
+            f" {failed.error_msg}")
+        return 1
+    say("mission complete")
+    return 0
+
+
+def cmd_sim_scripted(args: argparse.Namespace) -> int:
+    """`ilrs sim --scripted`: the old scripted cmd_vel route, wheel odometry against ground
+    truth."""
     from nav_msgs.msg import Odometry
 
     from ilrs_robots.runner.missions import (
@@ -242,8 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="the simulated mission (embedded MuJoCo simulator)")
     sim.add_argument("--world", default="south_pole",
                      help="a world of config/worlds (e.g. south_pole, test_flat) or a .yaml")
-    sim.add_argument("--speed", type=float, default=0.4)
-    sim.add_argument("--scale", type=float, default=1.0, help="route length factor")
+    sim.add_argument("--scale", type=float, default=1.0,
+                     help="route length factor (e.g. 0.1 for a short traverse)")
+    sim.add_argument("--rate", type=float, default=FAST_SIM["rate"],
+                     help="sim speed: 1 real time, 2 twice as fast (default), 0 flat out")
+    sim.add_argument("--camera", type=parse_size, default=(320, 240), metavar="WxH",
+                     help="stereo camera size (default 320x240; 640x480 for the full stereo)")
+    sim.add_argument("--stereo-rate", type=float, default=2.0,
+                     help="stereo pairs per s of sim time (default 2)")
+    sim.add_argument("--every", type=float, default=10.0,
+                     help="s (wall) between progress lines (default 10)")
+    sim.add_argument("--wait", type=float, default=180.0,
+                     help="s to wait for the stack to come up (default 180)")
+    sim.add_argument("--scripted", action="store_true",
+                     help="the old scripted cmd_vel route instead of the traverse")
+    sim.add_argument("--speed", type=float, default=0.4, help="--scripted: drive speed (m/s)")
     sim.add_argument("--out", default="out", help="folder for the track picture")
     sim.add_argument("--run-dir", default=None,
                      help="where devices publish their ports, and logs (default: a temporary "
