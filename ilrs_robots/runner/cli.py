@@ -3,8 +3,8 @@
     ilrs run [STACK] [--hardware real|sim|emulated]   nodes of a stack until Ctrl-C
     ilrs square [--side M]                            base driver + emulated RoboClaws:
                                                       drive a square, print odometry
-    ilrs sim [--world NAME] [--scale F]               the autonomous traverse in world NAME
-                                                      (--scripted: the old cmd_vel route)
+    ilrs sim [--world NAME] [--scale F]               the simulated mission in world NAME
+                                                      (--autonomous: by NavigateToPose)
     ilrs goto X Y [--yaw DEG]                         navigate a running rover to a point
     ilrs waypoints FILE                               follow waypoints (YAML list of x, y, yaw_deg)
     ilrs export-gazebo WORLD --out DIR                the world's SDF, robot models, bridge.yaml
@@ -178,8 +178,8 @@ def sim_overrides(args: argparse.Namespace, world: str) -> dict[str, dict]:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    """`ilrs sim`: the autonomous traverse by NavigateToPose, or the scripted route."""
-    if args.scripted:
+    """`ilrs sim`: the scripted route, or (--autonomous) the traverse by NavigateToPose."""
+    if not args.autonomous:
         return cmd_sim_scripted(args)
     from ilrs_robots.runner.traverse import (
         Traverse,
@@ -261,7 +261,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_scripted(args: argparse.Namespace) -> int:
-    """`ilrs sim --scripted`: the old scripted cmd_vel route, wheel odometry against ground
+    """`ilrs sim`: the scripted cmd_vel route, wheel odometry against ground
     truth."""
     from nav_msgs.msg import Odometry
 
@@ -365,9 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="s (wall) between progress lines (default 10)")
     sim.add_argument("--wait", type=float, default=180.0,
                      help="s to wait for the stack to come up (default 180)")
-    sim.add_argument("--scripted", action="store_true",
-                     help="the old scripted cmd_vel route instead of the traverse")
-    sim.add_argument("--speed", type=float, default=0.4, help="--scripted: drive speed (m/s)")
+    sim.add_argument("--autonomous", action="store_true",
+                     help="drive the route by NavigateToPose (localization, terrain mapping, "
+                          "navigator) instead of scripted cmd_vel legs; not yet reliable "
+                          "across the crater field")
+    sim.add_argument("--speed", type=float, default=0.4, help="scripted route: drive speed (m/s)")
     sim.add_argument("--out", default="out", help="folder for the track picture")
     sim.add_argument("--run-dir", default=None,
                      help="where devices publish their ports, and logs (default: a temporary "
