@@ -48,7 +48,8 @@ def run_sim(tmp_path: Path, domain: str, *args: str, timeout: float) -> tuple[in
     """Run `ilrs sim` to its end; (exit code, output)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ilrs_robots.runner.cli", "--domain-id", domain, "sim",
-         "--autonomous", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"), *args],
+         "--autonomous", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"),
+         *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
