@@ -361,7 +361,9 @@ class Supervisor:
         for spec in reversed(self.specs):
             proc = self.procs.get(self._key(spec))
             if proc is not None and proc.alive:
-                code = proc.stop()
+                # 10 s per signal: on a loaded computer the simulator's close (loop thread,
+                # renderers) has once taken longer than 5 s and was killed
+                code = proc.stop(timeout=10.0)
                 self.say(f"stopped {self._key(spec)} (exit {code})")
             elif proc is not None:
                 proc.stop()  # closes its log, cleans shared memory of a killed one

@@ -154,5 +154,5 @@ def test_runner_starts_and_stops_the_stack_cleanly(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert got is not None, out
     assert proc.returncode == 0, out
-    assert "stopped base_driver (exit 0)" in out and "stopped sim (exit 0)" in out
+    assert "stopped rover1/base_driver (exit 0)" in out and "stopped sim (exit 0)" in out
     assert wait_until(lambda: not (tmp_path / "rover1" / "roboclaw").exists(), 5)
