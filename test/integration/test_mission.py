@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from nav_msgs.msg import Odometry
 
 from ilrs_robots.runner.ros_client import RosClient
@@ -69,6 +70,10 @@ def logs(tmp_path: Path) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "known unreliable (issue 8): stereo mapping sometimes marks phantom hazards at the rover's "
+    "next goal on test_flat, which is then refused (IN_HAZARD); `ilrs sim --autonomous` is "
+    "opt-in until that is fixed. Kept running so a pass is still seen"))
 def test_short_traverse_reaches_each_goal_by_ground_truth_and_draws_the_picture(tmp_path):
     domain = str(int(os.environ["ROS_DOMAIN_ID"]) + 100)
     goals = mission_goals(load_world("test_flat"), SCALE)
