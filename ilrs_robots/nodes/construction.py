@@ -31,21 +31,17 @@ accepted before the restart; resends are on /diagnostics).
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -66,12 +62,7 @@ from ilrs_robots.drivers.print_files import find_input, load_plan, load_printer,
 from ilrs_robots.drivers.printer import ErrorCode, JobResult, PrinterHost, Progress
 from ilrs_robots.drivers.roboclaw import PortBusy
 from ilrs_robots.nodes import messages
-from ilrs_robots.nodes.params import (
-    ParameterError,
-    check_overrides,
-    declare,
-    ignore_interrupts,
-)
+from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
 R = PrintStructure.Result
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -466,44 +457,9 @@ class ConstructionNode(Node):
         self.host.close()
 
 
-def run(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """`params.run_node` with a multi-threaded executor: a job's goal waits on its worker
-    while services, cancel and estop are served."""
-    rclpy.init(args=args)
-    node: Node | None = None
-    executor = MultiThreadedExecutor(num_threads=4)
-    code = 0
-    try:
-        node = factory()
-        check_overrides(node)
-        executor.add_node(node)
-        executor.spin()
-    except ParameterError as exc:
-        name = node.get_name() if node is not None else "construction"
-        print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-    finally:
-        ignore_interrupts()  # under ros2 launch a Ctrl-C comes twice: close() must finish
-        if node is not None:
-            close = getattr(node, "close", None)
-            if close is not None:
-                close()
-        executor.shutdown(timeout_sec=2.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        ignore_interrupts()
-    return code
-
-
 def main(args: list[str] | None = None) -> None:
     """Console script `construction`."""
-    raise SystemExit(run(ConstructionNode, args))
+    raise SystemExit(run_node(ConstructionNode, args, threads=4))
 
 
 if __name__ == "__main__":

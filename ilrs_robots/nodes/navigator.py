@@ -26,14 +26,12 @@ call into the (not thread-safe) Navigator.
 from __future__ import annotations
 
 import math
-import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import OccupancyGrid, Odometry, Path
@@ -41,7 +39,6 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
@@ -68,7 +65,7 @@ from ilrs_robots.core.navigation_support import (
 from ilrs_robots.core.path_following import FollowerLimits, PurePursuitFollower, Regulation
 from ilrs_robots.core.planning import PlannerParams, warm_up
 from ilrs_robots.nodes import messages
-from ilrs_robots.nodes.params import ParameterError, check_overrides, declare, ignore_interrupts
+from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -671,41 +668,9 @@ class Navigator(Node):
                     pass
 
 
-def run(args: list[str] | None = None) -> int:
-    """rclpy.init, build the node, spin on a multi-threaded executor (goals block their own
-    thread while the rover drives); a bad parameter exits with code 2."""
-    rclpy.init(args=args)
-    node: Navigator | None = None
-    executor = MultiThreadedExecutor(num_threads=6)
-    code = 0
-    try:
-        node = Navigator()
-        check_overrides(node)
-        executor.add_node(node)
-        executor.spin()
-    except ParameterError as exc:
-        print(f"[navigator] configuration error: {exc}", file=sys.stderr, flush=True)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-    finally:
-        ignore_interrupts()  # under ros2 launch a Ctrl-C comes twice: close() must finish
-        if node is not None:
-            node.close()
-        executor.shutdown(timeout_sec=1.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        ignore_interrupts()
-    return code
-
-
 def main(args: list[str] | None = None) -> None:
     """Console script `navigator`."""
-    raise SystemExit(run(args))
+    raise SystemExit(run_node(Navigator, args, threads=6))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from rclpy.exceptions import (
     InvalidParameterValueException,
     ParameterUninitializedException,
 )
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -250,15 +250,25 @@ def check_overrides(node: Node) -> None:
                              f"has no such parameter{hint}")
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy.init, build the node, spin until shutdown; a bad parameter exits with code 2."""
+def run_node(factory: Callable[[], Node], args: list[str] | None = None,
+             threads: int = 0) -> int:
+    """rclpy.init, build the node, spin until shutdown; a bad parameter exits with code 2.
+
+    `threads` > 0 spins a MultiThreadedExecutor of that many threads, for nodes whose action
+    goals block their own callback while services, cancel and estop must still be served.
+    """
     rclpy.init(args=args)
     node: Any = None
+    executor: Any = MultiThreadedExecutor(num_threads=threads) if threads > 0 else None
     code = 0
     try:
         node = factory()
         check_overrides(node)
-        rclpy.spin(node)
+        if executor is None:
+            rclpy.spin(node)
+        else:
+            executor.add_node(node)
+            executor.spin()
     except ParameterError as exc:
         name = getattr(node, "get_name", lambda: factory.__name__)()
         print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
@@ -276,6 +286,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
                 close = getattr(node, "close", None)
                 if close is not None:
                     close()
+            if executor is not None:
+                executor.shutdown(timeout_sec=2.0)
+            if node is not None:
                 node.destroy_node()
         finally:
             rclpy.try_shutdown()
