@@ -9,9 +9,12 @@ says `${robot}`) and `${frame_prefix}` (put before the robot's TF frames, e.g. `
 that two robots' frames never collide on /tf).
 
 A stack of several robots lists other stacks under `robots:`, each with its namespace and
-frame prefix (config/stacks/station.yaml); its nodes are theirs, in that order. In the
-simulated modes (sim, gazebo) every ROS node gets `use_sim_time: true` unless the stack says
-otherwise.
+frame prefix (config/stacks/station.yaml); its nodes are theirs, in that order. A node
+that two robots declare at the same name and namespace runs once, with their parameters merged:
+that is the embedded simulator, which serves a rover and the construction site's printer in one
+process (config/stacks/site.yaml); two robots that need it with different values (two rovers in
+one embedded simulator) are refused, naming the parameter. In the simulated modes (sim,
+gazebo) every ROS node gets `use_sim_time: true` unless the stack says otherwise.
 """
 
 from __future__ import annotations
@@ -112,7 +115,35 @@ def _robots(path: Path, data: dict, mode: str, run_dir: str, depth: int) -> list
         except StackError as exc:
             raise StackError(f"{where}: {exc}") from None
         nodes += sub.nodes
-    return nodes
+    return merge_shared(nodes, str(path))
+
+
+def merge_shared(nodes: list[NodeSpec], where: str) -> list[NodeSpec]:
+    """Run a node that several robots declare at one namespace/name once (the embedded
+    simulator), its parameters and parameter files merged; refuse conflicting values."""
+    first: dict[str, NodeSpec] = {}
+    merged: list[NodeSpec] = []
+    for spec in nodes:
+        key = f"{spec.namespace}/{spec.name}"
+        kept = first.get(key)
+        if kept is None:
+            first[key] = spec
+            merged.append(spec)
+            continue
+        if (kept.executable, kept.args, kept.ros) != (spec.executable, spec.args, spec.ros):
+            raise StackError(f"{where}: robots {kept.robot!r} and {spec.robot!r} both declare "
+                             f"{key!r} but run different programs")
+        for name, value in spec.parameters.items():
+            if name in kept.parameters and kept.parameters[name] != value:
+                raise StackError(
+                    f"{where}: robots {kept.robot!r} and {spec.robot!r} share {key!r} but set "
+                    f"its parameter {name!r} to {kept.parameters[name]!r} and {value!r} (one "
+                    f"embedded simulator serves one rover; use emulated mode or one rover)")
+            kept.parameters[name] = value
+        kept.params_files += [f for f in spec.params_files if f not in kept.params_files]
+        kept.remaps.update(spec.remaps)
+        kept.required = kept.required or spec.required
+    return merged
 
 
 def load_stack(name: str, mode: str = "sim", run_dir: str = "/tmp/ilrs",

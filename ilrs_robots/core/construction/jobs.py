@@ -37,6 +37,7 @@ from ilrs_robots.core.construction.gcode import (
 from ilrs_robots.core.construction.slicer import (
     HeightGrid,
     SliceResult,
+    expected_height_field,
     slice_design,
     write_gcode,
 )
@@ -223,3 +224,45 @@ def height_image_to_grid(image: np.ndarray, grid_shape: Sequence[int]) -> np.nda
 def grid_to_height_image(heights: np.ndarray) -> np.ndarray:
     """The inverse of :func:`height_image_to_grid` at the grid's own size (float32)."""
     return np.ascontiguousarray(np.flipud(heights).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class PrintedComparison:
+    """A finished structure's height field, seen from above, against its design."""
+
+    design_top_m: float  # highest point of the design
+    printed_top_m: float  # highest point seen over the design's footprint
+    mean_abs_error_m: float  # over the design's footprint (grown by a bead)
+    deviation: LayerDeviation  # cells beyond a bead's tolerance
+
+    def describe(self) -> str:
+        """One line for a person."""
+        d = self.deviation
+        return (f"printed {self.printed_top_m * 1000:.0f} mm high (design "
+                f"{self.design_top_m * 1000:.0f} mm), mean error "
+                f"{self.mean_abs_error_m * 1000:.1f} mm, {d.cells_out} of {d.footprint} cells "
+                f"({100 * d.fraction:.1f} %) off by more"
+                f" than a bead, worst {d.worst_m * 1000:.0f} mm beyond")
+
+
+def compare_printed(image: np.ndarray, plan: JobPlan, cell: float | None = None
+                    ) -> PrintedComparison:
+    """A top-down height image of the site (as :func:`height_image_to_grid` takes it) against
+    the whole design of ``plan``. Raises ValueError for a plan without a design (G-code)."""
+    if plan.design is None:
+        raise ValueError(f"{plan.name}: a G-code job has no design to compare with")
+    grid = HeightGrid.for_printer(plan.printer, cell)
+    expected = expected_height_field(plan.design, plan.layer_height, grid)
+    observed = height_image_to_grid(image, expected.shape)
+    p = plan.printer
+    dev = layer_deviation(observed, expected, None, grid.cell, p.bead_width, p.bead_height)
+    radius = max(1, int(math.ceil(p.bead_width / grid.cell)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    footprint = cv2.dilate((expected > 0).astype(np.uint8), kernel) > 0
+    if not footprint.any():
+        footprint = np.ones(expected.shape, bool)
+    return PrintedComparison(
+        design_top_m=float(expected.max(initial=0.0)),
+        printed_top_m=float(observed[footprint].max(initial=0.0)),
+        mean_abs_error_m=float(np.abs(observed - expected)[footprint].mean()),
+        deviation=dev)
