@@ -28,12 +28,14 @@ NODES = {
     "robot_description_publisher": "ilrs_robots.nodes.robot_description_publisher:main",
     "localization": "ilrs_robots.nodes.localization:main",
     "terrain_mapper": "ilrs_robots.nodes.terrain_mapper:main",
+    "radiation_sensor": "ilrs_robots.nodes.radiation_sensor:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
     "roboclaw_emulator": "ilrs_robots.sim.devices.roboclaw_emulator:main",
     "vc0706_emulator": "ilrs_robots.sim.devices.vc0706_emulator:main",
     "printer_emulator": "ilrs_robots.sim.devices.printer_emulator:main",
+    "gmc_emulator": "ilrs_robots.sim.devices.gmc_emulator:main",
 }
 
 setup(
