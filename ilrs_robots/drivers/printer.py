@@ -25,7 +25,9 @@ How a job streams (:meth:`PrinterHost.print_job`):
 * a journal (``journal_dir``) keeps the last acknowledged line of the job, written atomically
   (temporary file, then rename): a host started again on the same job asks the firmware for
   its last line and resumes after it (or, when the controller restarted and lost its
-  numbering, after the journal's line, renumbering with ``M110``).
+  numbering, after the journal's line: it first replays the job's settings and puts the
+  nozzle back where that line left it (``core/construction/resume.py``), then renumbers with
+  ``M110``).
 
 Accepted means executed: Marlin executes every line it accepted unless it is reset or halted.
 """
@@ -45,6 +47,7 @@ from pathlib import Path
 
 import serial
 
+from ilrs_robots.core.construction.resume import resume_preamble
 from ilrs_robots.drivers.backoff import Backoff
 from ilrs_robots.drivers.roboclaw import PortBusy, port_holders
 from ilrs_robots.protocols.marlin import (
@@ -368,6 +371,7 @@ class _JobRun:
         self.probes = 0
         self.reconnects = 0
         self.resumed_from = 0
+        self.replayed = 0  # settings lines replayed after a controller restart
         self.probing_since: float | None = None
         self.last_heard = time.monotonic()
         self.started = time.monotonic()
@@ -427,12 +431,51 @@ class _JobRun:
         """Continue a journaled job: the firmware's last line if it kept the numbering."""
         last = self.query_last_line()
         if not journaled <= last <= self.total:  # the controller restarted: renumber
+            self.replay_settings(journaled)
             self.number_from(journaled)
             last = journaled
         self.acked = last
         self.next = last + 1
         self.resumed_from = last
         self.done = last >= self.total
+
+    def replay_settings(self, upto: int) -> None:
+        """A controller that restarted forgot the job's settings and where the nozzle is:
+        send `core/construction/resume.resume_preamble` first, numbered and checked like job
+        lines (``M110 N0`` and up), one at a time."""
+        try:
+            lines = resume_preamble(self.job.commands, upto)
+        except ValueError as exc:
+            raise PrintError(ErrorCode.BAD_JOB, str(exc)) from exc
+        if not lines:
+            return
+        self.number_from(0)
+        n, tries = 1, 0
+        while n <= len(lines):
+            tries += 1
+            if tries > 5 * len(lines) + 10:
+                raise PrintError(ErrorCode.NO_REPLY, f"the printer on {self.host.port_name} "
+                                 f"kept refusing the settings replayed after its restart")
+            self.send_raw(frame(n, lines[n - 1]))
+            n = self._accepted_after(n)
+        self.replayed = len(lines)
+
+    def _accepted_after(self, n: int) -> int:
+        """Wait for the firmware's word on line ``n``: the next line to send."""
+        deadline = time.monotonic() + self.host.probe_timeout
+        resend: int | None = None
+        while time.monotonic() < deadline:
+            for reply in self.host._read():
+                self.check_fatal(reply)
+                if reply.kind is ReplyKind.RESEND and reply.number is not None:
+                    resend = reply.number
+                elif reply.kind is ReplyKind.OK:
+                    return resend if resend is not None else n + 1
+                elif reply.kind is ReplyKind.BUSY:
+                    deadline = time.monotonic() + self.host.probe_timeout
+        if resend is not None:
+            return resend  # the ok after the resend request was lost
+        return self.query_last_line() + 1  # a lost ok: ask what was taken
 
     def number_from(self, number: int) -> None:
         """``M110 N<number>``: the next line the firmware takes is ``number + 1``."""

@@ -11,6 +11,7 @@ import pytest
 
 from ilrs_robots.core.construction.designs import parse_design, parse_printer_yaml
 from ilrs_robots.core.construction.gcode import job_tables, parse_program
+from ilrs_robots.core.construction.resume import resume_preamble
 from ilrs_robots.core.construction.slicer import (
     HeightGrid,
     compare_height_fields,
@@ -221,9 +222,20 @@ def test_journal_renumbers_after_the_controller_restarted(tmp_path: Path, berm) 
         done = job_commands_executed(emu)
         acked = first.journal.load()["acked"]
         assert len(done) == acked  # every acknowledged line was executed
-        emu.reset()  # power cycle: the firmware's numbering starts again
+        emu.reset()  # power cycle: numbering, modes (M83) and position are forgotten
         with PrinterHost(str(emu.link), journal_dir=journal) as second:
             outcome = second.print_job(job)
         assert outcome.error_code == ErrorCode.NONE and outcome.resumed_from == acked
-        wait_for(lambda: len(job_commands_executed(emu)) >= len(job.commands))
-        assert job_commands_executed(emu) == job.commands
+        preamble = resume_preamble(job.commands, acked)
+        assert "M83" in preamble and any(c.startswith("G92 E") for c in preamble)
+        wait_for(lambda: len(job_commands_executed(emu)) >= len(job.commands) + len(preamble))
+        executed = job_commands_executed(emu)
+        # the job's lines once each, in order, with the settings replayed at the restart
+        assert executed[acked:acked + len(preamble)] == preamble
+        assert executed[:acked] + executed[acked + len(preamble):] == job.commands
+        # and the berm is as designed: no bead dragged from the home position, no lost M83
+        _, result = berm
+        expected = expected_height_field(BERM, result.layer_height, GRID)
+        deviation = compare_height_fields(emu.height_field, expected, GRID.cell,
+                                          PRINTER.bead_width, PRINTER.bead_height)
+        assert deviation.ok, deviation
