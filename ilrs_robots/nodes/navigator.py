@@ -176,7 +176,7 @@ class Navigator(Node):
         self.stamped = p["enable_stamped_cmd_vel"]
         self._lock = threading.RLock()
         self._task: _Task | None = None
-        self._pose: tuple[Pose2D, float, float] | None = None  # pose, tilt, time received
+        self._pose: tuple[Pose2D, float, float] | None = None  # pose, tilt, when taken
         self._estop = False
         self._slip: tuple[bool, float] | None = None
         self._local: CostGrid | None = None
@@ -205,8 +205,11 @@ class Navigator(Node):
                                  callback_group=inputs)
         self.create_subscription(OccupancyGrid, "local_costmap", self._on_local_costmap, 2,
                                  callback_group=inputs)
-        self.create_subscription(Odometry, p["odom_topic"], self._on_pose, 10,
-                                 callback_group=inputs)
+        # the newest pose only, in a group of its own: a queue of poses would be taken
+        # oldest first by a busy executor (each already stale against /clock), and a callback
+        # waiting on the lock (diagnostics) must never hold a pose back
+        self.create_subscription(Odometry, p["odom_topic"], self._on_pose, 1,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED, callback_group=inputs)
         self.create_subscription(Bool, "localization/slip", self._on_slip, 10,
                                  callback_group=inputs)
@@ -361,7 +364,15 @@ class Navigator(Node):
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         quat = (q.x, q.y, q.z, q.w)
         pose = Pose2D(p.x, p.y, quaternion_to_yaw(*quat))
-        self._pose = (pose, tilt_of(quat), self._now())
+        self._pose = (pose, tilt_of(quat), self._pose_time(msg.header.stamp))
+
+    def _pose_time(self, stamp: Any) -> float:
+        """The time a pose counts as taken: when it arrived, or its own stamp when that is
+        later by up to `pose_timeout` (our /clock lags the sender's when this process is
+        busy: a pose just published would otherwise look old)."""
+        now = self._now()
+        ahead = stamp.sec + stamp.nanosec * 1e-9 - now
+        return now + min(max(ahead, 0.0), self.p["pose_timeout"])
 
     def _on_estop(self, msg: Bool) -> None:
         self._estop = bool(msg.data)
