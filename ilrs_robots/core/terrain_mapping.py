@@ -24,6 +24,8 @@ from ilrs_robots.core.stereo import (
     StereoConfig,
     StereoMatcher,
     StereoRig,
+    depth_points,
+    depth_variance,
     range_variance,
     transform_points,
 )
@@ -116,6 +118,7 @@ class MapperConfig:
     stereo: StereoConfig = StereoConfig()
     limits: HazardLimits = HazardLimits()
     disparity_sigma: float = 0.25  # px, for the points' variance
+    depth_sigma: float = 0.002  # m at 1 m, for a depth image's points (grows with depth^2)
     align_to_prior: bool = True
 
 
@@ -157,10 +160,27 @@ class TerrainMapper:
         if self.matcher is None or self.rig is None:
             raise RuntimeError("set_rig() first")
         c = self.config
-        self.local.recenter(*rover_xy)
         res = self.matcher.compute(left, right)
-        pts = transform_points(res.points, map_from_camera)
         var = range_variance(res.points, self.rig, c.disparity_sigma)
+        return self._fuse(transform_points(res.points, map_from_camera), var, rover_xy,
+                          res.valid_fraction)
+
+    def process_depth(self, depth: np.ndarray, intrinsics: tuple[float, float, float, float],
+                      map_from_camera: np.ndarray, rover_xy: tuple[float, float]
+                      ) -> MappingResult:
+        """Map one depth image (metres along the optical axis, REP 118) of a camera with
+        ``intrinsics`` (fx, fy, cx, cy) whose optical frame is at ``map_from_camera``: the
+        same local map, hazards and merge as a stereo pair's points."""
+        c = self.config
+        pts, valid = depth_points(depth, *intrinsics, c.stereo)
+        return self._fuse(transform_points(pts, map_from_camera),
+                          depth_variance(pts, c.depth_sigma), rover_xy, valid)
+
+    def _fuse(self, pts: np.ndarray, var: np.ndarray, rover_xy: tuple[float, float],
+              valid_fraction: float) -> MappingResult:
+        """Add map-frame points to the local map, find its hazards, merge into the global."""
+        c = self.config
+        self.local.recenter(*rover_xy)
         n = self.local.add_points(pts, var)
         hz = self.local.hazards(c.limits)
         offset = 0.0
@@ -174,7 +194,7 @@ class TerrainMapper:
         changed = None
         if known.any():
             changed = self.global_map.merge_cells(heights, variance, hz.origin, hz.resolution)
-        return MappingResult(hz, n, res.valid_fraction, offset, changed)
+        return MappingResult(hz, n, valid_fraction, offset, changed)
 
     def local_heights(self) -> tuple[np.ndarray, tuple[float, float], float]:
         """(heights on the prior's datum with NaN where unknown, origin, resolution) of the

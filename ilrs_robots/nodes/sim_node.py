@@ -5,7 +5,9 @@ and its serial JPEG camera (`<run_dir>/<robot>/vc0706`, the mast camera's view) 
 pseudo-terminals for the unchanged drivers, with `printer: true` the gantry printer at the
 construction site (`<run_dir>/<printer_robot>/printer`, its deposit joining the terrain, its
 site height image on `/<printer_robot>/site_camera/height`), and publishes /clock, the IMU,
-the cameras (stereo pair and mast camera, with camera_info and JPEG), static TF of the
+the cameras (stereo pair and mast camera, with camera_info and JPEG; with `depth_rate` a
+depth image of the left nav camera on `depth/image_raw`, 32FC1 metres along the optical axis
+as REP 118 has it, and `depth/camera_info`), static TF of the
 sensors, and the ground truth (`<robot>/sim/ground_truth`, for tests and evaluation only).
 """
 
@@ -50,6 +52,12 @@ from ilrs_robots.sim.site_printer import SitePrinter  # noqa: E402
 from ilrs_robots.sim.world import WorldError, load_world  # noqa: E402
 
 STATIC = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+MAX_CATCH_UP = 0.05
+"""s of wall time the loop may fall behind `rate` and still catch up by running without
+pauses. Further behind, sim time slips instead: a burst of catch-up would advance /clock by
+seconds within a fraction of a second of wall time, and every node under use_sim_time would
+see its inputs (poses, scans, images) go stale at once while the wall-clock watchdogs of the
+drivers let the rover drive blind through that stretch of sim time."""
 
 
 class SimNode(Node):
@@ -77,6 +85,9 @@ class SimNode(Node):
                               range=(0.0, 60.0))
         mast_rate = declare(d, "mast_rate", 2.0, "Mast camera rate (Hz), 0 off",
                             range=(0.0, 60.0))
+        depth_rate = declare(d, "depth_rate", 0.0, "Depth image of the left nav camera "
+                             "(depth/image_raw, 32FC1 metres) rate (Hz), 0 off; drawn with "
+                             "the left image when both are due", range=(0.0, 60.0))
         self.size = (declare(d, "camera_width", 640, "Image width (pixels)", range=(16, 4096),
                              read_only=True),
                      declare(d, "camera_height", 480, "Image height (pixels)",
@@ -127,6 +138,9 @@ class SimNode(Node):
                               self.create_publisher(CameraInfo, f"{ns}/{topic}/camera_info", 2),
                               self.create_publisher(CompressedImage,
                                                     f"{ns}/{topic}/image_raw/compressed", 2)))
+        self.depth_due = Every(depth_rate)
+        self.depth_pub = self.create_publisher(Image, f"{ns}/depth/image_raw", 2)
+        self.depth_info_pub = self.create_publisher(CameraInfo, f"{ns}/depth/camera_info", 2)
         self.imu_due, self.truth_due = Every(imu_rate), Every(50.0)
         self.site_printer: SitePrinter | None = None
         self.site_due, self.terrain_due = Every(site_rate), Every(2.0 * site_rate)
@@ -164,6 +178,8 @@ class SimNode(Node):
                     cam[2].set_rate(float(value))
             elif name == "mast_rate":
                 self.cams[2][2].set_rate(float(value))
+            elif name == "depth_rate":
+                self.depth_due.set_rate(float(value))
             elif name == "jpeg_quality":
                 self.jpeg_quality = int(value)
             elif name == "site_camera_rate":
@@ -197,8 +213,10 @@ class SimNode(Node):
                 delay = wall_next - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
-                elif delay < -1.0:
-                    wall_next = time.monotonic()  # far behind (rendering): do not burst
+                elif delay < -MAX_CATCH_UP:
+                    # behind (a render, a busy CPU): let sim time slip rather than run flat
+                    # out to catch up, which would make /clock leap ahead of every consumer
+                    wall_next = time.monotonic()
 
     def _publish(self, t: float) -> None:
         stamp = messages.stamp_of(t)
@@ -224,10 +242,22 @@ class SimNode(Node):
                                                      sp.height_image(sp.printer.bead_width),
                                                      "32FC1"))
         w, h = self.size
+        left_rgb = None
+        if self.depth_due.due(t):
+            cam = STEREO_CAMERAS[0]
+            left_rgb, depth = phys.render_rgbd(cam, w, h)
+            frame = f"{cam}_optical_frame"
+            self.depth_pub.publish(messages.image(stamp, frame, depth, "32FC1"))
+            k = phys.camera_intrinsics(cam, w, h)
+            self.depth_info_pub.publish(messages.calibration_info(
+                stamp, frame, CameraCalibration.pinhole(w, h, k.fx, k.fy, k.cx, k.cy, cam)))
         for cam, frame, every, img_pub, info_pub, jpg_pub in self.cams:
             if not every.due(t):
                 continue
-            rgb = phys.render(cam, w, h)
+            if cam == STEREO_CAMERAS[0] and left_rgb is not None:
+                rgb = left_rgb  # the same drawing as the depth image
+            else:
+                rgb = phys.render(cam, w, h)
             if cam == MAST_CAMERA:
                 self._mast_bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
             img_pub.publish(messages.image(stamp, frame, rgb, "rgb8"))

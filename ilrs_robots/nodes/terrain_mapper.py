@@ -4,8 +4,11 @@ saw) and the local hazard map from the stereo pair. The pipeline is
 
 Topics (relative, in the robot's namespace):
 
-- in: `stereo/{left,right}/image_raw` + `camera_info`, `odometry/filtered` (the pose that
-  places the points), `/tf_static` (base_link -> left optical frame);
+- in: with `input: stereo` (the default) `stereo/{left,right}/image_raw` + `camera_info`;
+  with `input: depth` a depth camera's `depth/image_raw` (sensor_msgs/Image 32FC1 metres
+  along the optical axis, or 16UC1 millimetres, REP 118) + `depth/camera_info`, whose points
+  feed the same local map and hazards; `odometry/filtered` (the pose that places the points),
+  `/tf_static` (base_link -> the camera's optical frame);
 - `costmap` (nav_msgs/OccupancyGrid, frame map, reliable + transient local: a late subscriber
   gets the last one): 0..99 cost, 100 lethal (hazards, keep-outs, inflation), -1 unknown;
   published at start and again when it changed, at most every `costmap_period` s;
@@ -152,6 +155,41 @@ def point_cloud(stamp: Any, frame: str, points: np.ndarray) -> PointCloud2:
     return msg
 
 
+def depth_array(msg: Image) -> np.ndarray:
+    """Metres of a 32FC1 (metres) or 16UC1 (millimetres, 0 = none) depth image (REP 118)."""
+    if msg.encoding in ("32FC1", "16UC1"):
+        dtype = np.dtype(np.float32 if msg.encoding == "32FC1" else np.uint16)
+        dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+        a = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+        a = a[:, :msg.width * dtype.itemsize].copy().view(dtype).reshape(msg.height, msg.width)
+        if msg.encoding == "16UC1":
+            return np.where(a > 0, a.astype(np.float32) / 1000.0, np.nan)
+        return a.astype(np.float32)
+    raise ValueError(f"depth image encoding {msg.encoding!r}: expected 32FC1 or 16UC1")
+
+
+class LatestImage:
+    """The newest image of a topic for a worker thread: a slow consumer skips frames."""
+
+    def __init__(self) -> None:
+        self.msg: Image | None = None
+        self.cond = threading.Condition()
+
+    def put(self, msg: Image) -> None:
+        """Keep ``msg`` as the newest."""
+        with self.cond:
+            self.msg = msg
+            self.cond.notify()
+
+    def take(self, timeout: float) -> Image | None:
+        """The newest image (removing it), or None after ``timeout`` s."""
+        with self.cond:
+            if self.msg is None:
+                self.cond.wait(timeout)
+            msg, self.msg = self.msg, None
+            return msg
+
+
 class TerrainMapperNode(Node):
     """Prior + stereo costmaps; see the module docstring."""
 
@@ -212,12 +250,19 @@ class TerrainMapperNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Odometry, "odometry/filtered", self._on_pose, 50)
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, STATIC)
+        self.input = p["input"]
         self.pairer = StereoPairer(p["stereo_max_offset"])
-        for side in ("left", "right"):
-            self.create_subscription(Image, f"stereo/{side}/image_raw",
-                                     lambda m, s=side: self.pairer.put(m, s == "left"), 2)
-            self.create_subscription(CameraInfo, f"stereo/{side}/camera_info",
-                                     lambda m, s=side: self.infos.__setitem__(s, m), 2)
+        self.depth = LatestImage()
+        if self.input == "depth":
+            self.create_subscription(Image, "depth/image_raw", self.depth.put, 2)
+            self.create_subscription(CameraInfo, "depth/camera_info",
+                                     lambda m: self.infos.__setitem__("depth", m), 2)
+        else:
+            for side in ("left", "right"):
+                self.create_subscription(Image, f"stereo/{side}/image_raw",
+                                         lambda m, s=side: self.pairer.put(m, s == "left"), 2)
+                self.create_subscription(CameraInfo, f"stereo/{side}/camera_info",
+                                         lambda m, s=side: self.infos.__setitem__(s, m), 2)
         self.costmap_timer = self.create_timer(p["costmap_period"], self._publish_costmap)
         self.diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.hardware_id = self.get_namespace().strip("/") or "robot"
@@ -227,7 +272,7 @@ class TerrainMapperNode(Node):
         self._worker.start()
         grid = self.mapper.global_map.grid
         self.get_logger().info(
-            f"prior from {source}: {grid.shape[1]}x{grid.shape[0]} cells at "
+            f"input {self.input}; prior from {source}: {grid.shape[1]}x{grid.shape[0]} cells at "
             f"{grid.resolution:g} m, noise {sigma:g} m, {len(zones)} keep-outs, "
             f"{int(grid.lethal_mask().sum())} lethal cells")
 
@@ -289,6 +334,10 @@ class TerrainMapperNode(Node):
                                  range=(0.5, 200.0), read_only=True),
             "point_step": declare(d, "point_step", 2, "Keep every n-th disparity pixel",
                                   range=(1, 16), read_only=True),
+            "input": declare(d, "input", "stereo", "What the local map is made of: 'stereo' "
+                             "(the nav pair, SGBM) or 'depth' (a depth image, e.g. the "
+                             "simulator's depth/image_raw)", lambda v: v in ("stereo", "depth"),
+                             "'stereo' or 'depth'", read_only=True),
             "align_to_prior": declare(d, "align_to_prior", True, "Tie observed heights to the "
                                       "prior's datum (median offset)", read_only=True),
             "mapping_rate": declare(d, "mapping_rate", 5.0, "Most stereo pairs mapped per "
@@ -363,10 +412,39 @@ class TerrainMapperNode(Node):
         self.mapper.set_rig(rig.scaled(left.width, left.height))
         return base_from_cam
 
+    def _depth_camera(self, depth: Image) -> tuple[np.ndarray, tuple] | None:
+        """(base_link <- the depth camera's optical frame, its fx fy cx cy at the image's
+        size); None (and why) while unknown."""
+        info = self.infos.get("depth")
+        if info is None:
+            self._waiting = "no camera_info on depth/camera_info yet"
+            return None
+        if len(self.camera_override) == 7:
+            v = self.camera_override
+            base_from_cam = transform_matrix(v[:3], v[3:])
+        else:
+            base_from_cam = self.tree.lookup(self.base_frame, depth.header.frame_id)
+            if base_from_cam is None:
+                self._waiting = (f"no {self.base_frame} -> {depth.header.frame_id} on "
+                                 "/tf_static (or set camera_transform)")
+                return None
+        k = info.k
+        sx = depth.width / info.width if info.width else 1.0
+        sy = depth.height / info.height if info.height else 1.0
+        intrinsics = (k[0] * sx, k[4] * sy, (k[2] + 0.5) * sx - 0.5, (k[5] + 0.5) * sy - 0.5)
+        if not (k[0] > 0 and k[4] > 0):
+            self._waiting = "depth/camera_info has no focal length"
+            return None
+        return base_from_cam, intrinsics
+
     # -- mapping ----------------------------------------------------------------------------
     def _loop(self) -> None:
         while not self._stop.is_set():
-            pair = self.pairer.take(0.2)
+            if self.input == "depth":
+                msg = self.depth.take(0.2)
+                pair = None if msg is None else (msg, None)
+            else:
+                pair = self.pairer.take(0.2)
             if pair is None:
                 continue
             left, right = pair
@@ -374,9 +452,15 @@ class TerrainMapperNode(Node):
             if self._last_stamp < stamp < self._last_stamp + self.period - 1e-3:
                 continue
             try:
-                base_from_cam = self._camera(left)
-                if base_from_cam is None:
-                    continue
+                if right is None:
+                    camera = self._depth_camera(left)
+                    if camera is None:
+                        continue
+                    base_from_cam, intrinsics = camera
+                else:
+                    base_from_cam = self._camera(left)
+                    if base_from_cam is None:
+                        continue
                 map_base = self.poses.at(stamp, self.pose_tolerance)
                 if map_base is None:
                     self._waiting = (f"no odometry/filtered within {self.pose_tolerance:g} s "
@@ -385,10 +469,14 @@ class TerrainMapperNode(Node):
                 self._waiting = ""
                 self._last_stamp = stamp
                 t0 = time.perf_counter()
+                xy = (float(map_base[0, 3]), float(map_base[1, 3]))
                 with self.lock:
-                    res = self.mapper.process(image_array(left), image_array(right),
-                                              map_base @ base_from_cam,
-                                              (float(map_base[0, 3]), float(map_base[1, 3])))
+                    if right is None:
+                        res = self.mapper.process_depth(depth_array(left), intrinsics,
+                                                        map_base @ base_from_cam, xy)
+                    else:
+                        res = self.mapper.process(image_array(left), image_array(right),
+                                                  map_base @ base_from_cam, xy)
                     if res.changed is not None:
                         self._dirty = True
                     heights, origin, resolution = self.mapper.local_heights()
@@ -440,7 +528,7 @@ class TerrainMapperNode(Node):
         if self._waiting:
             level, text = "WARN", f"not mapping: {self._waiting}"
         else:
-            level, text = "OK", f"mapping at {rate:.1f} Hz"
+            level, text = "OK", f"mapping at {rate:.1f} Hz from {self.input}"
         status = messages.diagnostic(
             f"{self.get_name()}: stereo mapping", f"{self.hardware_id}/terrain_mapper", level,
             text, [("rate_hz", f"{rate:.2f}"), ("processing_ms", f"{s['ms']:.1f}"),

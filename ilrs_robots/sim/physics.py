@@ -245,6 +245,36 @@ class RoverPhysics:
         Images of the same size share one renderer (OpenGL context). Before drawing, the
         full-resolution terrain patch is moved where the camera looks once that got far from
         the patch centre, and the sun's shadow map is centred on the camera."""
+        return self._scene_for(camera_name, width, height).render()
+
+    def render_rgbd(self, camera_name: str, width: int = 640, height: int = 480
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB image, depth image) of camera ``camera_name`` from one drawing of the scene.
+
+        The depth (height x width, float32) is in metres along the optical axis (REP 118),
+        +inf where nothing is nearer than the far clipping plane (the sky)."""
+        r = self._scene_for(camera_name, width, height)
+        gl = getattr(r, "_gl_context", None)
+        if gl is not None:
+            gl.make_current()
+        rgb = np.empty((height, width, 3), np.uint8)
+        zbuf = np.empty((height, width), np.float32)
+        mujoco.mjr_render(r._rect, r._scene, r._mjr_context)
+        mujoco.mjr_readPixels(rgb, zbuf, r._rect, r._mjr_context)
+        extent = self.model.stat.extent
+        znear = np.float32(self.model.vis.map.znear * extent)
+        zfar = np.float32(self.model.vis.map.zfar * extent)
+        # undo the reversed-Z perspective projection, as mujoco.Renderer does
+        c = np.float32(-0.5) * (-(zfar + znear) / (zfar - znear)) - np.float32(0.5)
+        d = np.float32(-0.5) * (-(np.float32(2) * zfar * znear) / (zfar - znear))
+        depth = (d / (zbuf.astype(np.float64) + c)).astype(np.float32)
+        depth[depth >= 0.999 * zfar] = np.inf
+        if gl is not None:  # OSMesa, EGL and GLFW read the image bottom row first
+            rgb, depth = np.flipud(rgb), np.flipud(depth)
+        return np.ascontiguousarray(rgb), np.ascontiguousarray(depth)
+
+    def _scene_for(self, camera_name: str, width: int, height: int) -> mujoco.Renderer:
+        """The renderer of this image size with the scene seen from ``camera_name``."""
         cid = self._camera_id(camera_name)
         key = (int(width), int(height))
         r = self._renderers.get(key)
@@ -272,7 +302,7 @@ class RoverPhysics:
             self.model.light_pos[self._sun] = pos
             self.data.light_xpos[self._sun] = pos
         r.update_scene(self.data, camera=cid)
-        return r.render()
+        return r
 
     # -- terrain edits (printed material) ----------------------------------------------------
     def terrain_height(self, x: float, y: float, top: float = 1000.0) -> float:

@@ -2,7 +2,8 @@
 (reactor exclusion zone, site structures and steep crater walls lethal, the depot pad free),
 and, in the embedded simulator with the real base driver and localization, a step the
 rover drives towards appears in local_costmap (what stereo never saw stays unknown) and in
-the global costmap, with the elevation map as a cloud and as a grid."""
+the global costmap, with the elevation map as a cloud and as a grid; the same with the
+mapper on the simulator's depth image (`input: depth`) instead of stereo."""
 
 from __future__ import annotations
 
@@ -87,17 +88,22 @@ def test_prior_costmap_of_the_south_pole(launcher, ros):
     assert 0.01 < np.mean(g == 100) < 0.5
 
 
-@pytest.fixture(scope="module")
-def step_stack(tmp_path_factory):
-    """sim (step world, small images at 5 Hz), base_driver, localization, terrain_mapper."""
+@pytest.fixture(scope="module", params=["stereo", "depth"])
+def step_stack(request, tmp_path_factory):
+    """sim (step world, small images at 5 Hz), base_driver, localization, terrain_mapper;
+    the mapper on the stereo pair, or on the simulator's depth image."""
     run_dir = tmp_path_factory.mktemp("run")
     spec = load_stack("rover", "sim", str(run_dir))
     keep = ("sim", "base_driver", "localization", "terrain_mapper")
     nodes = [n for n in spec.nodes if n.executable in keep]
+    depth = request.param == "depth"
     for n in nodes:
         if n.executable == "sim":
             n.parameters.update(world=str(STEP_WORLD), rate=1.0, stereo_rate=5.0,
-                                mast_rate=0.0, camera_width=W, camera_height=H)
+                                mast_rate=0.0, camera_width=W, camera_height=H,
+                                depth_rate=5.0 if depth else 0.0)
+        if n.executable == "terrain_mapper":
+            n.parameters.update(input=request.param)
     sup = Supervisor(nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
     sup.start()
     ros = RosClient("mapper_test")

@@ -28,6 +28,7 @@ from ilrs_robots.core.stereo import (  # noqa: E402
     OPTICAL_FROM_MUJOCO,
     StereoMatcher,
     StereoRig,
+    depth_points,
     pose_matrix,
     range_variance,
     transform_points,
@@ -165,3 +166,35 @@ def test_untextured_part_of_the_image_gives_unknown_cells(sim):
     assert in_shadow.sum() > 200 and lit.sum() > 200
     assert hz.unknown[in_shadow].all()
     assert (~hz.unknown[lit]).mean() > 0.8
+
+
+@pytest.mark.parametrize("where", [(2.0, 0.0, 0.0), (30.0, -20.0, 2.4)])
+def test_depth_image_heights_match_the_true_terrain(sim, where):
+    """The simulator's depth image (REP 118 metres) through the mapper's depth path: heights
+    within a few centimetres of the true terrain, the sky left out."""
+    from ilrs_robots.core.costmap import CostParams
+    from ilrs_robots.core.terrain_mapping import TerrainMapper
+
+    x, y, yaw = where
+    sim.reset_pose(x, y, yaw)
+    rgb, depth = sim.render_rgbd("nav_left", W, H)
+    assert rgb.shape == (H, W, 3) and depth.dtype == np.float32
+    assert np.array_equal(rgb, sim.render("nav_left", W, H))  # one drawing gives both
+    assert np.isinf(depth).any() and np.isfinite(depth).mean() > 0.5  # sky, ground
+    k = sim.camera_intrinsics("nav_left", W, H)
+    pos, rot = sim.camera_pose("nav_left")
+    cam = pose_matrix(rot @ OPTICAL_FROM_MUJOCO, pos)
+    pts, valid = depth_points(depth, k.fx, k.fy, k.cx, k.cy)
+    assert 0.5 < valid < 1.0
+    world = transform_points(pts, cam)
+    err = world[:, 2] - sim.heightmap.height_at(world[:, 0], world[:, 1])
+    assert np.median(np.abs(err)) < 0.02  # rocks stand above the heightmap
+    mapper = TerrainMapper(sim.heightmap.resample(2.0), 0.01, CostParams())
+    rover = sim.ground_truth()[0]
+    res = mapper.process_depth(depth, (k.fx, k.fy, k.cx, k.cy), cam, (rover[0], rover[1]))
+    X, Y = res.hazards.cell_centres()
+    near = (np.hypot(X - rover[0], Y - rover[1]) < 5.0) & ~res.hazards.unknown
+    assert near.sum() > 500 and res.points > 1000
+    err = res.hazards.height[near] - sim.heightmap.height_at(X[near], Y[near])
+    assert np.median(np.abs(err)) < 0.03
+    assert np.percentile(np.abs(err), 90) < 0.1
