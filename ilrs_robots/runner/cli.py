@@ -3,8 +3,9 @@
     ilrs run [STACK] [--hardware real|sim|emulated]   nodes of a stack until Ctrl-C
     ilrs square [--side M]                            base driver + emulated RoboClaws:
                                                       drive a square, print odometry
-    ilrs sim [--world NAME] [--scale F]               the simulated mission in world NAME
-                                                      (--autonomous: by NavigateToPose)
+    ilrs sim [--world NAME] [--scale F]               the simulated mission in world NAME:
+                                                      the traverse by NavigateToPose
+                                                      (--scripted: the old cmd_vel route)
     ilrs goto X Y [--yaw DEG]                         navigate a running rover to a point
     ilrs waypoints FILE                               follow waypoints (YAML list of x, y, yaw_deg)
     ilrs export-gazebo WORLD --out DIR                the world's SDF, robot models, bridge.yaml
@@ -170,16 +171,23 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def sim_overrides(args: argparse.Namespace, world: str) -> dict[str, dict]:
-    """Parameter overrides of the rover stack for an `ilrs sim` run."""
+    """Parameter overrides of the rover stack for an `ilrs sim` run: with `--mapping depth`
+    (the default) the simulator draws a depth image with each left nav image and the
+    terrain_mapper maps it instead of matching the stereo pair (which visual odometry still
+    uses)."""
     width, height = args.camera
+    depth = getattr(args, "mapping", "stereo") == "depth"
     sim = dict(MISSION_SIM, world=world, rate=float(args.rate), camera_width=width,
-               camera_height=height, stereo_rate=float(args.stereo_rate))
-    return {"sim": sim}
+               camera_height=height, stereo_rate=float(args.stereo_rate),
+               depth_rate=float(args.stereo_rate) if depth else 0.0)
+    if not depth:
+        return {"sim": sim}
+    return {"sim": sim, "terrain_mapper": {"input": "depth"}}
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    """`ilrs sim`: the scripted route, or (--autonomous) the traverse by NavigateToPose."""
-    if not args.autonomous:
+    """`ilrs sim`: the traverse by NavigateToPose, or (--scripted) the cmd_vel route."""
+    if args.scripted:
         return cmd_sim_scripted(args)
     from ilrs_robots.runner.traverse import (
         Traverse,
@@ -213,7 +221,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
             say(f"mission failed: no {missing} within {args.wait:g} s")
             return 1
         say(f"stack up in {time.monotonic() - t_start:.1f} s (sim at {args.rate:g}x real time, "
-            f"stereo {width}x{height} at {args.stereo_rate:g} Hz); traverse of "
+            f"stereo {width}x{height} at {args.stereo_rate:g} Hz, hazards mapped from "
+            f"{'the depth image' if args.mapping == 'depth' else 'stereo'}); traverse of "
             f"{len(goals)} goals by NavigateToPose: "
             + ", then ".join(f"{g.name} ({g.x:+.1f}, {g.y:+.1f})" for g in goals))
         try:
@@ -365,10 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="s (wall) between progress lines (default 10)")
     sim.add_argument("--wait", type=float, default=180.0,
                      help="s to wait for the stack to come up (default 180)")
+    sim.add_argument("--scripted", action="store_true",
+                     help="drive the old scripted route by cmd_vel legs on wheel odometry "
+                          "instead of the traverse by NavigateToPose")
     sim.add_argument("--autonomous", action="store_true",
-                     help="drive the route by NavigateToPose (localization, terrain mapping, "
-                          "navigator) instead of scripted cmd_vel legs; not yet reliable "
-                          "across the crater field")
+                     help="the traverse by NavigateToPose (the default; kept for scripts)")
+    sim.add_argument("--mapping", choices=("depth", "stereo"), default="depth",
+                     help="what the terrain_mapper maps hazards from: the simulator's depth "
+                          "image (default, fits 2 cores in real time) or the stereo pair "
+                          "(SGBM, the real rover's pipeline)")
     sim.add_argument("--speed", type=float, default=0.4, help="scripted route: drive speed (m/s)")
     sim.add_argument("--out", default="out", help="folder for the track picture")
     sim.add_argument("--run-dir", default=None,

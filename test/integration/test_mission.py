@@ -1,4 +1,5 @@
-"""`ilrs sim` as a user runs it: a real process starting the whole rover stack in the embedded
+"""`ilrs sim` as a user runs it (no flag: the autonomous traverse, hazards mapped from the
+simulator's depth image): a real process starting the whole rover stack in the embedded
 simulator and driving a short traverse by NavigateToPose.
 
 The test watches the simulator's ground truth itself (its own ROS client in the runner's
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from nav_msgs.msg import Odometry
 
 from ilrs_robots.runner.ros_client import RosClient
@@ -49,7 +49,7 @@ def run_sim(tmp_path: Path, domain: str, *args: str, timeout: float) -> tuple[in
     """Run `ilrs sim` to its end; (exit code, output)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ilrs_robots.runner.cli", "--domain-id", domain, "sim",
-         "--autonomous", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"),
+         "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "run"),
          *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -70,10 +70,6 @@ def logs(tmp_path: Path) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known unreliable (issue 8): stereo mapping sometimes marks phantom hazards at the rover's "
-    "next goal on test_flat, which is then refused (IN_HAZARD); `ilrs sim --autonomous` is "
-    "opt-in until that is fixed. Kept running so a pass is still seen"))
 def test_short_traverse_reaches_each_goal_by_ground_truth_and_draws_the_picture(tmp_path):
     domain = str(int(os.environ["ROS_DOMAIN_ID"]) + 100)
     goals = mission_goals(load_world("test_flat"), SCALE)
