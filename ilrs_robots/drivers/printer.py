@@ -8,7 +8,9 @@ How a job streams (:meth:`PrinterHost.print_job`):
 
 * job line ``i`` (0-based) is sent as ``N<i+1> <command>*<checksum>`` after ``M110 N0``, so the
   line numbers are the job's own and the job itself is the history that resends come from;
-* at most ``window`` lines are in flight (sent, not acknowledged); an ``ok N<n>``
+* at most ``window`` lines, and ``rx_buffer - 1`` bytes, are in flight (sent, not acknowledged:
+  Marlin's receive ring holds RX_BUFFER_SIZE bytes, 128 by default, and drops what comes
+  while it is full; one line always may go); an ``ok N<n>``
   (ADVANCED_OK) acknowledges every line up to ``n``, a plain ``ok`` the oldest one;
 * ``Resend: <n>`` means the firmware accepted everything up to ``n - 1``: sending resumes at
   ``n`` (the ``ok`` that follows a resend request acknowledges nothing);
@@ -183,7 +185,7 @@ class PrinterHost:
     (:meth:`pause`, :meth:`resume`, :meth:`cancel`, :meth:`emergency_stop`) may be called from
     any other thread."""
 
-    def __init__(self, port: str, baud: int = 115200, *, window: int = 4,
+    def __init__(self, port: str, baud: int = 115200, *, window: int = 4, rx_buffer: int = 128,
                  ok_timeout: float = 4.0, probe_timeout: float | None = None,
                  reconnect_timeout: float = 30.0, journal_dir: str | os.PathLike[str] | None
                  = None, backoff_min: float = 0.05, backoff_max: float = 2.0,
@@ -195,6 +197,7 @@ class PrinterHost:
         self.port_name = port
         self.baud = baud
         self.window = window
+        self.rx_buffer = rx_buffer  # the firmware's receive ring (bytes); 0: not limited
         self.ok_timeout = ok_timeout
         self.probe_timeout = probe_timeout if probe_timeout is not None else 2 * ok_timeout
         self.reconnect_timeout = reconnect_timeout
@@ -567,6 +570,9 @@ class _JobRun:
                 data = frame(n, self.job.commands[n - 1])
             except MarlinProtocolError as exc:
                 raise PrintError(ErrorCode.BAD_JOB, f"job line {n}: {exc}") from exc
+            if host.rx_buffer and n - 1 > self.acked \
+                    and self.bytes_in_flight() + len(data) >= host.rx_buffer:
+                return  # the firmware's receive ring could overflow
             if host._estop.is_set() or host._cancelled.is_set():
                 return
             self.send_raw(data)
@@ -577,6 +583,11 @@ class _JobRun:
             self.next += 1
             if self.next - 1 - self.acked == 1:
                 self.last_heard = time.monotonic()  # the timeout runs from the oldest line
+
+    def bytes_in_flight(self) -> int:
+        """Bytes of the lines sent and not yet acknowledged."""
+        return sum(len(frame(k, self.job.commands[k - 1]))
+                   for k in range(self.acked + 1, self.next))
 
     def handle(self, reply: Reply) -> None:
         self.check_fatal(reply)

@@ -146,6 +146,9 @@ class ConstructionNode(Node):
                                     bool, "non-empty", read_only=True)
         window = declare(d, "window", 4, "Lines in flight (sent, not acknowledged)",
                          range=(1, 32), read_only=True)
+        rx_buffer = declare(d, "rx_buffer", 128, "The controller's receive buffer in bytes "
+                            "(Marlin's RX_BUFFER_SIZE): no more is ever in flight; 0: no limit",
+                            range=(0, 65536), read_only=True)
         ok_timeout = declare(d, "ok_timeout", 4.0, "s without an ok before probing the "
                              "controller for its last line", range=(0.05, 120.0),
                              read_only=True)
@@ -167,7 +170,8 @@ class ConstructionNode(Node):
             self.printer = load_printer(self.printer_name)
         except InputError as exc:
             raise ParameterError("printer", f"is not usable: {exc}") from exc
-        self.host = PrinterHost(self.port, baud, window=window, ok_timeout=ok_timeout,
+        self.host = PrinterHost(self.port, baud, window=window, rx_buffer=rx_buffer,
+                                ok_timeout=ok_timeout,
                                 reconnect_timeout=reconnect,
                                 journal_dir=Path(os.path.expanduser(journal)),
                                 on_progress=self._on_progress, progress_interval=0.05)

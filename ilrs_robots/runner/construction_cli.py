@@ -91,8 +91,9 @@ class ProgressBar:
 
 def cmd_print(args: argparse.Namespace) -> int:
     """`ilrs print`: stream a file; 0 once every line is acknowledged."""
-    if args.window < 1:
-        print("ilrs print: --window must be at least 1", file=sys.stderr)
+    if args.window < 1 or args.rx_buffer < 0:
+        print("ilrs print: --window must be at least 1 and --rx-buffer at least 0",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         job, program, printer = load_job(args.file, args.printer, args.layer_height)
@@ -100,7 +101,8 @@ def cmd_print(args: argparse.Namespace) -> int:
         print(f"ilrs print: refused, nothing sent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     bar = None if args.quiet else ProgressBar()
-    host = PrinterHost(args.port, args.baud, window=args.window, ok_timeout=args.ok_timeout,
+    host = PrinterHost(args.port, args.baud, window=args.window, rx_buffer=args.rx_buffer,
+                       ok_timeout=args.ok_timeout,
                        reconnect_timeout=args.reconnect_timeout, journal_dir=args.journal_dir,
                        on_progress=bar)
     stop = threading.Event()
@@ -151,6 +153,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--layer-height", type=float, default=None, help="for a design YAML, m")
     p.add_argument("--journal-dir", help="keep the job's progress here; resume from it")
     p.add_argument("--window", type=int, default=4, help="lines in flight (default 4)")
+    p.add_argument("--rx-buffer", type=int, default=128,
+                   help="the controller's receive buffer in bytes, never overfilled (Marlin's "
+                        "RX_BUFFER_SIZE, default 128; 0: no limit)")
     p.add_argument("--ok-timeout", type=float, default=4.0,
                    help="s without an ok before probing the printer (default 4)")
     p.add_argument("--reconnect-timeout", type=float, default=30.0,

@@ -239,3 +239,29 @@ def test_journal_renumbers_after_the_controller_restarted(tmp_path: Path, berm) 
         deviation = compare_height_fields(emu.height_field, expected, GRID.cell,
                                           PRINTER.bead_width, PRINTER.bead_height)
         assert deviation.ok, deviation
+
+
+def test_the_receive_buffer_is_never_overfilled_and_an_overfilled_one_costs_resends_only(
+        tmp_path: Path, berm) -> None:
+    """Marlin's 128-byte receive ring: the host keeps its bytes in flight under it; a host
+    that does not (16 lines in flight) loses bytes, and the checksums still let nothing
+    through twice or out of order."""
+    job, _ = berm
+    with emulator(tmp_path, speedup=400.0) as emu:
+        with PrinterHost(str(emu.link), window=16) as host:
+            outcome = host.print_job(job)
+        assert outcome.error_code == ErrorCode.NONE, outcome
+        wait_for(lambda: finished(emu, job))
+        assert emu.bytes_dropped == 0 and emu.lines_rejected == 0
+        assert job_commands_executed(emu) == job.commands
+    part = PrintJob(job.commands[:200], job.layers[:200], job.time_s[:200], job.mass_kg[:200],
+                    "berm, first 200 lines")
+    (tmp_path / "blind").mkdir()
+    with emulator(tmp_path / "blind", speedup=400.0) as emu:
+        with PrinterHost(str(emu.link), window=16, rx_buffer=0, ok_timeout=0.5) as host:
+            outcome = host.print_job(part)
+        assert outcome.error_code == ErrorCode.NONE, outcome
+        wait_for(lambda: finished(emu, part))
+        assert emu.bytes_dropped > 0 and emu.lines_rejected > 0  # the ring overflowed
+        assert outcome.resends > 0
+        assert job_commands_executed(emu) == part.commands

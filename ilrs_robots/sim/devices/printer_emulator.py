@@ -5,6 +5,10 @@ What a host sees is Marlin's serial behaviour:
 * lines are checked as Marlin does (``protocols/marlin.check_line``): a wrong line number or
   checksum gives ``Error:<reason>, Last Line: <n>``, ``Resend: <n + 1>`` and ``ok``, and what
   was still in the receive buffer is flushed;
+* bytes wait in a receive ring of ``rx_buffer`` bytes (Marlin's RX_BUFFER_SIZE, 128) until
+  the command buffer takes their line; what arrives while the ring is full is dropped, as
+  Marlin's serial interrupt drops it (the line then fails its checksum and is asked again);
+  ``M112`` is seen even then (the emergency parser reads every byte received);
 * a small command buffer (``buffer_size``, Marlin's BUFSIZE) feeds a planner of
   ``planner_size`` blocks; ``ok`` (ADVANCED_OK by default: ``ok N<n> P<free> B<free>``) is sent
   when a command has been handed to the planner, so a full planner holds the oks back;
@@ -90,7 +94,7 @@ class PrinterEmulator(PtyDevice):
     def __init__(self, link: str | os.PathLike[str], baud: int | None = None, *,
                  grid: HeightGrid | None = None, bead_width: float = 0.05,
                  speedup: float = 1.0, buffer_size: int = 4, planner_size: int = 16,
-                 advanced_ok: bool = True, busy_interval: float = 2.0,
+                 rx_buffer: int = 128, advanced_ok: bool = True, busy_interval: float = 2.0,
                  max_temp: float = 275.0, seed: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(link, baud)
@@ -103,6 +107,8 @@ class PrinterEmulator(PtyDevice):
         self.speedup = speedup
         self.buffer_size = buffer_size
         self.planner_size = planner_size
+        self.rx_buffer = rx_buffer  # bytes; 0: unbounded
+        self.bytes_dropped = 0  # received while the ring was full
         self.advanced_ok = advanced_ok
         self.busy_interval = busy_interval
         self.max_temp = max_temp
@@ -132,6 +138,7 @@ class PrinterEmulator(PtyDevice):
     # -- state -----------------------------------------------------------------------------------
     def _power_on(self) -> None:
         self._partial = b""
+        self._urgent_partial = b""
         self._rx: deque[bytes] = deque()
         self._queue: deque[tuple[int | None, Command | None, str]] = deque()
         self._planner: deque[Block] = deque()
@@ -261,26 +268,36 @@ class PrinterEmulator(PtyDevice):
 
     # -- serial input (reader thread) ------------------------------------------------------------
     def on_bytes(self, data: bytes, now: float) -> None:
-        """Split lines; act on emergency commands at once, queue the rest for the firmware."""
+        """Act on emergency commands at once; keep what fits in the receive ring, split into
+        lines for the firmware."""
         kill = False
         with self._cv:
             if self.halted:
                 return
-            buf = self._partial + data.replace(b"\r", b"\n")
-            *lines, self._partial = buf.split(b"\n")
-            for line in lines:
-                if not line.strip():
-                    continue
+            data = data.replace(b"\r", b"\n")
+            *seen, self._urgent_partial = (self._urgent_partial + data).split(b"\n")
+            for line in seen:
                 urgent = emergency_command(line)
                 if urgent == "M112":
                     kill = True
                     break
                 if urgent == "M410":
                     self._quick_stop()
-                self._rx.append(line)
+            if not kill:
+                if self.rx_buffer:
+                    room = max(0, self.rx_buffer - 1 - self._rx_bytes())
+                    if len(data) > room:
+                        self.bytes_dropped += len(data) - room
+                        data = data[:room]
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                self._rx.extend(line for line in lines if line.strip())
             self._cv.notify_all()
         if kill:
             self._kill("M112")
+
+    def _rx_bytes(self) -> int:
+        """Bytes waiting in the receive ring (lock held)."""
+        return len(self._partial) + sum(len(line) + 1 for line in self._rx)
 
     def _quick_stop(self) -> None:
         self._planner.clear()
@@ -358,7 +375,8 @@ class PrinterEmulator(PtyDevice):
             self.lines_rejected += 1
             out.append(f"Error:{error}\nResend: {self.last_line + 1}\n")
             self._ok(out, None)
-            self._rx.clear()  # Marlin flushes the serial buffer with a resend request
+            self._rx.clear()  # Marlin flushes the serial buffer with a resend request,
+            self._partial = b""  # the line it was assembling included
             return
         self.last_line = new_last
         if not framed.command:
@@ -529,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=1.0,
                         help="moves run this many times faster than their feed rate")
     parser.add_argument("--buffer-size", type=int, default=4, help="Marlin's BUFSIZE")
+    parser.add_argument("--rx-buffer", type=int, default=128,
+                        help="Marlin's RX_BUFFER_SIZE in bytes (0: unbounded)")
     parser.add_argument("--plain-ok", action="store_true", help="ok without ADVANCED_OK fields")
     args = parser.parse_args(argv)
     if args.baud < 0:
@@ -545,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     device = PrinterEmulator(args.link, args.baud or None, grid=HeightGrid.for_printer(printer),
                              bead_width=printer.bead_width, speedup=args.speedup,
                              buffer_size=max(1, args.buffer_size),
+                             rx_buffer=max(0, args.rx_buffer),
                              advanced_ok=not args.plain_ok)
     return serve_until_signalled(device)
 
