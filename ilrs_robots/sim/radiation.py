@@ -76,65 +76,80 @@ class Berm:
 
     def path_length(self, p0: Sequence[float], p1: Sequence[float]) -> float:
         """Length (m) of the segment p0 -> p1 inside the berm's material."""
-        a = np.asarray(p0, float)
-        b = np.asarray(p1, float)
-        d = b - a
-        total = float(np.linalg.norm(d))
-        if total == 0.0:
-            return 0.0
-        cx, cy = self.center
-        ax, ay = a[0] - cx, a[1] - cy
-        qa = d[0] ** 2 + d[1] ** 2
-        qb = 2 * (ax * d[0] + ay * d[1])
+        return float(self.path_lengths(p0, np.asarray([p1], dtype=float))[0])
+
+    def path_lengths(self, p0: Sequence[float], points: np.ndarray) -> np.ndarray:
+        """:meth:`path_length` from ``p0`` to each of ``points`` (n, 3), vectorised."""
+        a = np.asarray(p0, dtype=float)
+        pts = np.asarray(points, dtype=float).reshape(-1, 3)
+        d = pts - a
+        total = np.linalg.norm(d, axis=1)
+        ax, ay = a[0] - self.center[0], a[1] - self.center[1]
+        qa = d[:, 0] ** 2 + d[:, 1] ** 2
+        qb = 2 * (ax * d[:, 0] + ay * d[:, 1])
         qc = ax * ax + ay * ay
         r_out = self.radius + self.thickness / 2
         r_in = max(0.0, self.radius - self.thickness / 2)
-        outer = _inside_circle(qa, qb, qc, r_out)
-        if outer is None:
-            return 0.0
-        inner = _inside_circle(qa, qb, qc, r_in)
-        pieces = [outer] if inner is None else [(outer[0], min(outer[1], inner[0])),
-                                                 (max(outer[0], inner[1]), outer[1])]
+        o0, o1 = _circle_roots(qa, qb, qc, r_out)
+        i0, i1 = _circle_roots(qa, qb, qc, r_in)
+        no_inner = np.isnan(i0)
+        pieces = [(o0, np.where(no_inner, o1, np.minimum(o1, i0))),
+                  (np.where(no_inner, np.nan, np.maximum(o0, i1)), o1)]
         top = self.base_z + self.height
-        length = 0.0
+        length = np.zeros(len(pts))
+        n = 8  # the opening's edges: judge the azimuth piecewise
         for t0, t1 in pieces:
-            t0, t1 = max(t0, 0.0), min(t1, 1.0)
-            # below the top and above the base: z(t) = a_z + t d_z, linear in t
-            t0, t1 = _clip_linear(t0, t1, a[2], d[2], self.base_z, top)
-            if t1 <= t0:
+            t0 = np.maximum(np.nan_to_num(t0, nan=2.0), 0.0)
+            t1 = np.minimum(np.nan_to_num(t1, nan=-1.0), 1.0)
+            t0, t1 = _clip_linear(t0, t1, a[2], d[:, 2], self.base_z, top)
+            span = np.maximum(t1 - t0, 0.0)
+            if not np.any(span > 0):
                 continue
-            n = 8  # the opening's edges: judge the azimuth piecewise
-            for k in range(n):
-                s0 = t0 + (t1 - t0) * k / n
-                s1 = t0 + (t1 - t0) * (k + 1) / n
-                sm = (s0 + s1) / 2
-                if not self._in_gap(a[0] + sm * d[0], a[1] + sm * d[1]):
-                    length += (s1 - s0) * total
+            k = (np.arange(n) + 0.5) / n
+            tm = t0[:, None] + span[:, None] * k[None, :]
+            if self.gap_deg > 0.0:
+                x = a[0] + tm * d[:, 0:1] - self.center[0]
+                y = a[1] + tm * d[:, 1:2] - self.center[1]
+                az = np.degrees(np.arctan2(y, x))
+                rel = (az - self.gap_azimuth_deg + 180.0) % 360.0 - 180.0
+                solid = np.abs(rel) >= self.gap_deg / 2
+            else:
+                solid = np.ones(tm.shape, dtype=bool)
+            length += span / n * solid.sum(axis=1) * total
         return length
 
 
-def _inside_circle(qa: float, qb: float, qc: float, r: float) -> tuple[float, float] | None:
-    """The t-interval where |a + t d|^2 = qa t^2 + qb t + qc <= r^2, or None."""
+def _circle_roots(qa: np.ndarray, qb: np.ndarray, qc: float, r: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment, the t-interval where qa t^2 + qb t + qc <= r^2 (NaN where none; a
+    vertical segment inside the circle gets (-inf, inf))."""
+    n = len(qa)
     if r <= 0.0:
-        return None
-    if qa == 0.0:
-        return (-math.inf, math.inf) if qc <= r * r else None
+        return np.full(n, np.nan), np.full(n, np.nan)
     disc = qb * qb - 4 * qa * (qc - r * r)
-    if disc <= 0.0:
-        return None
-    root = math.sqrt(disc)
-    return (-qb - root) / (2 * qa), (-qb + root) / (2 * qa)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        root = np.sqrt(np.where(disc > 0, disc, np.nan))
+        t0 = (-qb - root) / (2 * qa)
+        t1 = (-qb + root) / (2 * qa)
+    vertical = qa == 0.0
+    inside = qc <= r * r
+    t0 = np.where(vertical, -np.inf if inside else np.nan, t0)
+    t1 = np.where(vertical, np.inf if inside else np.nan, t1)
+    return t0, t1
 
 
-def _clip_linear(t0: float, t1: float, z0: float, dz: float, lo: float, hi: float
-                 ) -> tuple[float, float]:
-    """Clip [t0, t1] to where lo <= z0 + t dz <= hi."""
-    if dz == 0.0:
-        return (t0, t1) if lo <= z0 <= hi else (0.0, 0.0)
-    ta, tb = (lo - z0) / dz, (hi - z0) / dz
-    if ta > tb:
-        ta, tb = tb, ta
-    return max(t0, ta), min(t1, tb)
+def _clip_linear(t0: np.ndarray, t1: np.ndarray, z0: float, dz: np.ndarray, lo: float,
+                 hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clip [t0, t1] to where lo <= z0 + t dz <= hi (element-wise)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ta = (lo - z0) / dz
+        tb = (hi - z0) / dz
+    flat = dz == 0.0
+    level_ok = (lo <= z0) & (z0 <= hi)
+    ta_, tb_ = np.minimum(ta, tb), np.maximum(ta, tb)
+    ta_ = np.where(flat, np.where(level_ok, -np.inf, np.inf), ta_)
+    tb_ = np.where(flat, np.where(level_ok, np.inf, -np.inf), tb_)
+    return np.maximum(t0, ta_), np.minimum(t1, tb_)
 
 
 @dataclass
@@ -177,13 +192,28 @@ class RadiationField:
             rate *= math.exp(-self.mu * length)
         return rate
 
+    def transmission(self, source: Sequence[float], points: np.ndarray) -> np.ndarray:
+        """Fraction of a source at ``source`` reaching each of ``points`` (n, 3) through
+        the berms (1 where nothing shields)."""
+        pts = np.asarray(points, dtype=float).reshape(-1, 3)
+        if not self.berms or self.mu <= 0.0:
+            return np.ones(len(pts))
+        length = sum(b.path_lengths(source, pts) for b in self.berms)
+        return np.exp(-self.mu * length)
+
     def dose_rate(self, point: Sequence[float]) -> float:
         """Total dose rate (uSv/h) at ``point`` (x, y, z), background included."""
         return self.background + sum(self.source_dose_rate(s, point) for s in self.sources)
 
     def dose_rates(self, points: Iterable[Sequence[float]]) -> np.ndarray:
-        """:meth:`dose_rate` of each point."""
-        return np.array([self.dose_rate(p) for p in points], dtype=float)
+        """:meth:`dose_rate` of each point (n, 3), vectorised."""
+        pts = np.asarray(list(points), dtype=float).reshape(-1, 3)
+        out = np.full(len(pts), self.background)
+        for s in self.sources:
+            q = np.asarray(s.position, dtype=float)
+            r2 = np.maximum(((pts - q) ** 2).sum(axis=1), self.min_distance ** 2)
+            out += s.dose_rate_at_1m / r2 * self.transmission(q, pts)
+        return out
 
 
 def expected_cpm(dose_rate: float, usv_per_cpm: float = M4011_USV_PER_CPM) -> float:

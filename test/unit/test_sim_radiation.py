@@ -121,3 +121,15 @@ def test_dead_time_carries_across_short_intervals() -> None:
     gen = CountGenerator(seed=2, dead_time=tau)
     total = sum(gen.counts(rate, 0.01) for _ in range(3000))
     assert total / 30.0 == pytest.approx(rate / (1 + rate * tau), rel=0.01)
+
+
+def test_vectorised_field_matches_point_by_point() -> None:
+    f = RadiationField.from_world(load_world("south_pole"))
+    rng = np.random.default_rng(0)
+    pts = np.column_stack([rng.uniform(100, 160, 300), rng.uniform(70, 130, 300),
+                           rng.uniform(0.0, 3.0, 300)])
+    assert np.allclose(f.dose_rates(pts), [f.dose_rate(p) for p in pts], rtol=1e-9)
+    core = f.sources[0].position
+    lengths = f.berms[0].path_lengths(core, pts)
+    assert np.allclose(lengths, [f.berms[0].path_length(core, p) for p in pts])
+    assert np.allclose(f.transmission(core, pts), np.exp(-f.mu * lengths))
