@@ -38,6 +38,7 @@ from ilrs_robots.core.construction.slicer import (
     HeightGrid,
     SliceResult,
     expected_height_field,
+    height_excess,
     slice_design,
     write_gcode,
 )
@@ -194,20 +195,9 @@ def layer_deviation(observed: np.ndarray, done: np.ndarray, upto: np.ndarray | N
     one bead width around it, give or take one bead height (beads land up to a bead off
     their centre line; the next layer may be under way when the image is taken)."""
     upto = done if upto is None else upto
-    radius = max(1, int(math.ceil(bead_width / cell)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    obs = observed.astype(np.float32)
-    if obs.shape != done.shape:
-        obs = cv2.resize(obs, (done.shape[1], done.shape[0]), interpolation=cv2.INTER_AREA)
-    obs = cv2.morphologyEx(obs, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8),
-                           borderType=cv2.BORDER_REPLICATE)
-    low = cv2.erode(done.astype(np.float32), kernel,
-                    borderType=cv2.BORDER_REPLICATE) - bead_height
-    high_src = cv2.dilate(upto.astype(np.float32), kernel, borderType=cv2.BORDER_REPLICATE)
-    high = high_src + bead_height
-    excess = np.maximum(np.clip(low - obs, 0.0, None), np.clip(obs - high, 0.0, None))
+    excess, grown = height_excess(observed, done, upto, cell, bead_width, bead_height)
     out = excess > 1e-6
-    footprint = int(np.count_nonzero(high_src > 0) or out.size)
+    footprint = int(np.count_nonzero(grown > 0) or out.size)
     return LayerDeviation(int(out.sum()), footprint, float(excess.max(initial=0.0)))
 
 

@@ -350,24 +350,36 @@ class Deviation:
         return self.cells_out == 0
 
 
-def compare_height_fields(printed: np.ndarray, expected: np.ndarray, cell: float,
-                          bead_width: float, bead_height: float) -> Deviation:
-    """Printed against expected within a bead's tolerance.
+def height_excess(observed: np.ndarray, low_src: np.ndarray, high_src: np.ndarray, cell: float,
+                  bead_width: float, bead_height: float) -> tuple[np.ndarray, np.ndarray]:
+    """How far each observed cell lies outside the band a printed structure may occupy, and
+    the band's top before the bead-height margin (``high_src`` grown by a bead width).
 
-    Each printed cell must lie between the lowest and the highest expected height within one
-    bead width around it, give or take one bead height: beads are laid on centre lines, so
-    an edge can land up to a bead width off and a layer one bead high off. Voids narrower
-    than two cells (hairlines where beads meet edge to edge) are closed first.
+    A cell may lie between the lowest ``low_src`` height and the highest ``high_src`` height
+    within one bead width around it, give or take one bead height: beads are laid on centre
+    lines, so an edge can land up to a bead width off and a layer one bead high off. Voids
+    narrower than two cells (hairlines where beads meet edge to edge) are closed first; an
+    observation of another size is resampled onto the expected grid.
     """
     radius = max(1, int(math.ceil(bead_width / cell)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    printed = cv2.morphologyEx(printed.astype(np.float32), cv2.MORPH_CLOSE,
-                               np.ones((3, 3), np.uint8), borderType=cv2.BORDER_REPLICATE)
-    exp32 = expected.astype(np.float32)
-    low = cv2.erode(exp32, kernel, borderType=cv2.BORDER_REPLICATE) - bead_height
-    high = cv2.dilate(exp32, kernel, borderType=cv2.BORDER_REPLICATE) + bead_height
-    below = np.clip(low - printed, 0.0, None)
-    above = np.clip(printed - high, 0.0, None)
-    excess = np.maximum(below, above)
+    obs = observed.astype(np.float32)
+    if obs.shape != low_src.shape:
+        obs = cv2.resize(obs, (low_src.shape[1], low_src.shape[0]),
+                         interpolation=cv2.INTER_AREA)
+    obs = cv2.morphologyEx(obs, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8),
+                           borderType=cv2.BORDER_REPLICATE)
+    low = cv2.erode(low_src.astype(np.float32), kernel,
+                    borderType=cv2.BORDER_REPLICATE) - bead_height
+    grown = cv2.dilate(high_src.astype(np.float32), kernel, borderType=cv2.BORDER_REPLICATE)
+    excess = np.maximum(np.clip(low - obs, 0.0, None), np.clip(obs - (grown + bead_height),
+                                                                0.0, None))
+    return excess, grown
+
+
+def compare_height_fields(printed: np.ndarray, expected: np.ndarray, cell: float,
+                          bead_width: float, bead_height: float) -> Deviation:
+    """Printed against expected within a bead's tolerance (see :func:`height_excess`)."""
+    excess, _ = height_excess(printed, expected, expected, cell, bead_width, bead_height)
     out = excess > 1e-6
     return Deviation(int(out.sum()), int(out.size), float(excess.max(initial=0.0)))
