@@ -167,3 +167,42 @@ def _is_run_of(got: list[int], sent: list[int]) -> bool:
 def _is_subsequence(got: list[int], sent: list[int]) -> bool:
     it = iter(sent)
     return all(any(c == s for s in it) for c in got)
+
+
+def test_counter_in_the_world_field_follows_the_sensor(tmp_path):
+    """Embedded as the simulator does: counts follow the field at the sensor's position, in
+    the core's beam through the berm's opening and behind the berm."""
+    from ilrs_robots.sim.radiation import RadiationField
+    from ilrs_robots.sim.world import load_world
+
+    world = load_world("south_pole")
+    field = RadiationField.from_world(world)
+    where = {"p": (110.0, 100.0, 0.5)}  # 20 m west of the core, in the opening's beam
+    dev = GmcCounter.from_world(tmp_path / "gmc", world, lambda: where["p"], seed=2,
+                                interval=0.2).start()
+    try:
+        with GmcClient(str(dev.link)) as client:
+            client.start_heartbeat()
+            beam: list[int] = []
+            assert wait_until(lambda: beam.extend(s.counts for s in
+                                                  client.read_heartbeats(0.2)) or
+                              len(beam) >= 20, 30)
+            expected = field.dose_rate(where["p"]) / 0.0065 / 60  # counts per second
+            assert dev.last_dose == pytest.approx(field.dose_rate(where["p"]))
+            assert np_mean(beam) == pytest.approx(expected, rel=0.1)
+
+            where["p"] = (130.0, 120.0, 0.5)  # 20 m north, behind the berm
+            shadow_dose = field.dose_rate(where["p"])
+            assert wait_until(lambda: dev.last_dose == pytest.approx(shadow_dose), 5)
+            client.read_heartbeats(0.3)  # drop the seconds counted before the move
+            shadow: list[int] = []
+            assert wait_until(lambda: shadow.extend(s.counts for s in
+                                                    client.read_heartbeats(0.2)) or
+                              len(shadow) >= 20, 30)
+            assert np_mean(shadow) < np_mean(beam) / 10
+    finally:
+        dev.stop()
+
+
+def np_mean(values: list[int]) -> float:
+    return sum(values) / len(values)
