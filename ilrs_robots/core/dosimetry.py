@@ -50,13 +50,20 @@ def estimate(counts: int, seconds: float, usv_per_cpm: float, dead_time: float =
 
 
 class CountWindow:
-    """The one-second counts of the last ``window`` seconds (by arrival time)."""
+    """The last ``window`` one-second counts (by number: each heartbeat is one second of
+    exposure, whenever it arrived), none older than ``window + slack`` seconds."""
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, slack: float = 1.5) -> None:
         if window <= 0.0:
             raise ValueError(f"window must be positive, got {window}")
         self.window = window
+        self.slack = slack
         self._seconds: deque[tuple[float, int]] = deque()
+
+    @property
+    def size(self) -> int:
+        """Seconds a full window holds."""
+        return max(1, round(self.window))
 
     def add(self, received: float, counts: int) -> None:
         """One second of ``counts``, received at ``received`` (monotonic s)."""
@@ -68,7 +75,9 @@ class CountWindow:
         self._seconds.clear()
 
     def _trim(self, now: float) -> None:
-        while self._seconds and self._seconds[0][0] <= now - self.window:
+        while len(self._seconds) > self.size:
+            self._seconds.popleft()
+        while self._seconds and self._seconds[0][0] < now - self.window - self.slack:
             self._seconds.popleft()
 
     @property
@@ -77,13 +86,13 @@ class CountWindow:
         return self._seconds[-1][0] if self._seconds else None
 
     def totals(self, now: float) -> tuple[int, int]:
-        """(counts, seconds) within the window ending ``now``."""
+        """(counts, seconds) in the window at ``now``."""
         self._trim(now)
         return sum(c for _, c in self._seconds), len(self._seconds)
 
     def estimate(self, now: float, usv_per_cpm: float, dead_time: float = 0.0
                  ) -> DoseEstimate | None:
-        """The estimate over the window ending ``now``; None with no second in it."""
+        """The estimate over the window at ``now``; None with no second in it."""
         counts, seconds = self.totals(now)
         if seconds == 0:
             return None

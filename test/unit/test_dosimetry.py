@@ -42,9 +42,15 @@ def test_window_slides() -> None:
         w.add(float(t), 10 + t)
     assert w.totals(9.0) == (15 + 16 + 17 + 18 + 19, 5)
     assert w.newest == 9.0
-    assert w.estimate(100.0, 0.0065) is None
+    assert w.estimate(100.0, 0.0065) is None  # all too old
     w.add(101.0, 3)
     assert w.totals(101.0) == (3, 1)
+    # by number, not by arrival: jittered arrivals still give five seconds of exposure
+    j = CountWindow(5.0)
+    for t in (0.0, 0.97, 2.04, 2.99, 4.02, 5.01):
+        j.add(t, 1)
+    assert j.totals(5.02) == (5, 5)
+    assert j.estimate(5.02, 0.0065).seconds == 5.0
 
 
 def test_stddev_matches_the_spread_of_simulated_readings() -> None:
