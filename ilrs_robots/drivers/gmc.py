@@ -3,7 +3,7 @@
 The protocol's replies have no framing and no checksum, so this client trusts only what it
 can check:
 
-* the port is opened exclusively (flock, as ``roboclaw.py`` does): a port another process
+* the port is opened exclusively (``serial_port.open_exclusive``): a port another process
   holds raises :class:`PortBusy` naming the holder;
 * before any other use the unit must answer ``<GETVER>>`` as a GMC (after ``<HEARTBEAT0>>``
   silences a heartbeat left running by an earlier host); a port where nothing answers so is
@@ -24,7 +24,6 @@ A vanished port (unplugged: the device node is gone, or reads fail) raises
 
 from __future__ import annotations
 
-import errno
 import os
 import termios
 import threading
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 import serial
 
 from ilrs_robots.drivers.backoff import Backoff
-from ilrs_robots.drivers.roboclaw import LinkLost, PortBusy, port_holders
+from ilrs_robots.drivers.serial_port import LinkLost, PortBusy, open_exclusive
 from ilrs_robots.protocols import gmc
 
 __all__ = ["Counters", "GmcClient", "LinkLost", "NoReply", "PortBusy", "Second"]
@@ -177,15 +176,7 @@ class GmcClient:
         self._drop_locked()
         if not os.path.exists(self.port):
             raise LinkLost(f"serial port {self.port} does not exist")
-        try:
-            ser = serial.Serial(self.port, self.baud, timeout=self.gap, write_timeout=1.0,
-                                exclusive=True)
-        except serial.SerialException as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise PortBusy(self.port, port_holders(self.port)) from exc
-            raise LinkLost(f"cannot open serial port {self.port}: {exc}") from exc
-        except (OSError, ValueError, termios.error) as exc:
-            raise LinkLost(f"cannot open serial port {self.port}: {exc}") from exc
+        ser = open_exclusive(self.port, self.baud, timeout=self.gap, write_timeout=1.0)
         self._ser = ser
 
     def _drop_locked(self) -> None:

@@ -37,7 +37,6 @@ Accepted means executed: Marlin executes every line it accepted unless it is res
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -51,7 +50,7 @@ import serial
 
 from ilrs_robots.core.construction.resume import resume_preamble
 from ilrs_robots.drivers.backoff import Backoff
-from ilrs_robots.drivers.roboclaw import PortBusy, port_holders
+from ilrs_robots.drivers.serial_port import LinkLost, PortBusy, open_exclusive
 from ilrs_robots.protocols.marlin import (
     MarlinProtocolError,
     Reply,
@@ -228,16 +227,11 @@ class PrinterHost:
         """Open the port exclusively. Raises PortBusy, or PrintError(LINK_LOST)."""
         self.close()
         try:
-            port = serial.Serial(self.port_name, self.baud, timeout=0.01, write_timeout=2.0,
-                                 exclusive=True)
-        except serial.SerialException as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise PortBusy(self.port_name, port_holders(self.port_name)) from exc
-            raise PrintError(ErrorCode.LINK_LOST,
-                             f"cannot open serial port {self.port_name}: {exc}") from exc
-        except (OSError, ValueError) as exc:
-            raise PrintError(ErrorCode.LINK_LOST,
-                             f"cannot open serial port {self.port_name}: {exc}") from exc
+            port = open_exclusive(self.port_name, self.baud, timeout=0.01, write_timeout=2.0)
+        except PortBusy:
+            raise
+        except LinkLost as exc:
+            raise PrintError(ErrorCode.LINK_LOST, str(exc)) from exc
         port.reset_input_buffer()
         self._serial = port
         self._rx = b""

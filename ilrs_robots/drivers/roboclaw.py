@@ -20,7 +20,6 @@ Every connection is checked before it is trusted:
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import termios
@@ -36,26 +35,13 @@ from basicmicro import Basicmicro
 from basicmicro.exceptions import BasicmicroError, CommunicationError
 
 from ilrs_robots.drivers.backoff import Backoff
+from ilrs_robots.drivers.serial_port import LinkLost, PortBusy, open_exclusive
 from ilrs_robots.protocols.roboclaw import Cmd, serial_timeout_tenths
 
 # The library logs every failed attempt; failures are counted and reported on diagnostics.
 logging.getLogger("basicmicro").setLevel(logging.CRITICAL)
 
 ACK = 0xFF
-
-
-class LinkLost(ConnectionError):
-    """The serial port is gone (unplugged, closed by the device, or not there)."""
-
-
-class PortBusy(LinkLost):
-    """Another process holds the serial port (an exclusive lock on it)."""
-
-    def __init__(self, port: str, holders: list[tuple[int, str]]) -> None:
-        who = ", ".join(f"pid {pid} ({cmd})" for pid, cmd in holders) or "another process"
-        super().__init__(f"serial port {port} is in use by {who}")
-        self.port = port
-        self.holders = holders
 
 
 class NotIdentified(LookupError):
@@ -93,57 +79,6 @@ class Health:
 
 def _signed32(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
-
-
-def _command_line(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "?"
-    return text[:120] or "?"
-
-
-def port_holders(port: str) -> list[tuple[int, str]]:
-    """Processes (pid, command line) holding a lock on `port`, else those with it open (Linux).
-
-    The lock holders come from /proc/locks; when none is found, every process with a file
-    descriptor on the device is listed (those of other users are invisible).
-    """
-    try:
-        st = os.stat(port)
-    except OSError:
-        return []
-    me = os.getpid()
-    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    pids: list[int] = []
-    try:
-        with open("/proc/locks") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == key:
-                    pid = int(fields[4]) if fields[4].lstrip("-").isdigit() else -1
-                    if pid > 0 and pid != me and pid not in pids:
-                        pids.append(pid)
-    except OSError:
-        pass
-    if not pids:
-        target = os.path.realpath(port)
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit() or int(entry) == me:
-                continue
-            try:
-                fds = os.listdir(f"/proc/{entry}/fd")
-            except OSError:
-                continue
-            for fd in fds:
-                try:
-                    if os.readlink(f"/proc/{entry}/fd/{fd}") == target:
-                        pids.append(int(entry))
-                        break
-                except OSError:
-                    continue
-    return [(pid, _command_line(pid)) for pid in pids]
 
 
 class FaultLog:
@@ -206,18 +141,10 @@ class _CountingClient(Basicmicro):
         Raises PortBusy when another process holds the port, LinkLost when it cannot be opened.
         """
         self.close()
-        try:
-            port = serial.Serial(port=self.comport, baudrate=self.rate,
-                                 timeout=self.request_timeout, write_timeout=0.5,
-                                 inter_byte_timeout=self.timeout, bytesize=serial.EIGHTBITS,
-                                 parity=serial.PARITY_NONE, stopbits=serial.STOPBITS_ONE,
-                                 exclusive=True)
-        except serial.SerialException as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise PortBusy(self.comport, port_holders(self.comport)) from exc
-            raise LinkLost(f"cannot open serial port {self.comport}: {exc}") from exc
-        except (OSError, ValueError) as exc:
-            raise LinkLost(f"cannot open serial port {self.comport}: {exc}") from exc
+        port = open_exclusive(self.comport, self.rate, timeout=self.request_timeout,
+                              write_timeout=0.5, inter_byte_timeout=self.timeout,
+                              bytesize=serial.EIGHTBITS, parity=serial.PARITY_NONE,
+                              stopbits=serial.STOPBITS_ONE)
         try:
             port.reset_input_buffer()
             port.reset_output_buffer()

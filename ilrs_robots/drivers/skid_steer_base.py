@@ -43,15 +43,8 @@ from ilrs_robots.core.kinematics import (
     twist_to_wheel_speeds,
     wheel_speeds_to_twist,
 )
-from ilrs_robots.drivers.roboclaw import (
-    FaultLog,
-    Health,
-    LinkLost,
-    NoReply,
-    NotIdentified,
-    PortBusy,
-    RoboClawBus,
-)
+from ilrs_robots.drivers.roboclaw import FaultLog, Health, NoReply, NotIdentified, RoboClawBus
+from ilrs_robots.drivers.serial_port import LinkLost, PortBusy
 
 # Errors of the serial link itself: only these close the port.
 LINK_ERRORS = (LinkLost, OSError, termios.error, serial.SerialException)

@@ -23,7 +23,8 @@ from tf2_msgs.msg import TFMessage
 
 from ilrs_interfaces.msg import BaseStatus, MotorControllerStatus
 from ilrs_robots.core.kinematics import CommandRejected, DriveLimits, SkidSteerGeometry
-from ilrs_robots.drivers.roboclaw import FaultLog, PortBusy, RoboClawBus
+from ilrs_robots.drivers.roboclaw import FaultLog, RoboClawBus
+from ilrs_robots.drivers.serial_port import PortBusy
 from ilrs_robots.drivers.skid_steer_base import BaseState, SkidSteerBase, assess
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import declare, run_node

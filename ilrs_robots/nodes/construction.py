@@ -60,7 +60,7 @@ from ilrs_robots.core.construction.jobs import (
 from ilrs_robots.core.construction.slicer import HeightGrid
 from ilrs_robots.drivers.print_files import find_input, load_plan, load_printer, print_job_of
 from ilrs_robots.drivers.printer import ErrorCode, JobResult, PrinterHost, Progress
-from ilrs_robots.drivers.roboclaw import PortBusy
+from ilrs_robots.drivers.serial_port import PortBusy
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 

@@ -30,7 +30,7 @@ from ilrs_robots.drivers.print_files import (
     slice_file,
 )
 from ilrs_robots.drivers.printer import ErrorCode, PrinterHost, Progress
-from ilrs_robots.drivers.roboclaw import PortBusy
+from ilrs_robots.drivers.serial_port import PortBusy
 
 __all__ = ["DEFAULT_PRINTER", "InputError", "load_job", "load_printer", "main", "register",
            "slice_file"]

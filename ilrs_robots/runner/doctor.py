@@ -186,7 +186,7 @@ def check_device(ref: DeviceRef, who: Identity | None = None) -> Finding:
         return Finding(label, FAIL, f"permission denied for user '{user}' ({mode}, owner "
                                     f"{st.st_uid}, group {group})", fix)
     if ref.kind == "port":
-        from ilrs_robots.drivers.roboclaw import port_holders
+        from ilrs_robots.drivers.serial_port import port_holders
 
         holders = port_holders(ref.path)
         if holders:

@@ -18,7 +18,8 @@ import pytest
 
 from ilrs_robots.core.drive_config import DEFAULT_CHANNELS, DEFAULT_WHEELS, parse_wheels
 from ilrs_robots.core.kinematics import DriveLimits, SkidSteerGeometry
-from ilrs_robots.drivers.roboclaw import FaultLog, PortBusy, RoboClawBus, port_holders
+from ilrs_robots.drivers.roboclaw import FaultLog, RoboClawBus
+from ilrs_robots.drivers.serial_port import PortBusy, port_holders
 from ilrs_robots.drivers.skid_steer_base import BaseState, SkidSteerBase
 from ilrs_robots.protocols.roboclaw import Cmd
 from ilrs_robots.runner.ros_client import wait_until
