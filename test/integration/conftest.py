@@ -49,3 +49,22 @@ def launcher(tmp_path: Path) -> Iterator[NodeLauncher]:
     nodes = NodeLauncher(tmp_path)
     yield nodes
     nodes.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_ros() -> Iterator[RosClient]:
+    """A ROS client shared by the tests of a module (for module-scoped stacks)."""
+    client = RosClient("test_module_client")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def module_launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeLauncher]:
+    """Start node processes shared by the tests of a module; stopped at its end.
+
+    For tests that only look (refused parameters, read-only values) or that each need their
+    own process but can start them all at once (configuration errors)."""
+    nodes = NodeLauncher(tmp_path_factory.mktemp("nodes"))
+    yield nodes
+    nodes.stop_all()

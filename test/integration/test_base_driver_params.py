@@ -52,32 +52,6 @@ def test_max_linear_set_live_changes_what_reaches_the_wheels(ros, rover):
     assert wait_until(lambda: "parameters applied: max_linear=0.2" in rover.node.output(), 5)
 
 
-@pytest.mark.parametrize(("name", "value", "words"), [
-    ("cmd_timeout", -1.0, "in [0.05, 5]"),
-    ("cmd_timeout", 1e300, "in [0.05, 5]"),
-    ("control_rate", 1e9, "in [1, 200]"),
-    ("max_linear", float("nan"), "max_linear"),
-    ("pose_covariance", [1.0, 2.0], "6 values"),
-])
-def test_bad_live_values_are_refused_with_a_reason(ros, rover, name, value, words):
-    (result,) = set_parameters(ros, "/rover1/base_driver", **{name: value})
-    assert not result.successful
-    # rclpy's own descriptor range check or ours: either names the parameter and the bound
-    assert name in result.reason, result.reason
-    assert words in result.reason or "out of range" in result.reason, result.reason
-    assert rover.follows(0.3)  # still driving with the old values
-
-
-@pytest.mark.parametrize("name", ["port", "baud", "addresses", "wheel_radius",
-                                  "serial_timeout", "enable_stamped_cmd_vel"])
-def test_read_only_parameters_cannot_change_while_running(ros, rover, name):
-    value = {"port": "/dev/ttyACM9", "baud": 9600, "addresses": [128],
-             "wheel_radius": 0.3, "serial_timeout": 1.0, "enable_stamped_cmd_vel": True}[name]
-    (result,) = set_parameters(ros, "/rover1/base_driver", **{name: value})
-    assert not result.successful
-    assert "read-only" in result.reason or "read only" in result.reason, result.reason
-
-
 def test_cmd_timeout_set_live_is_followed(ros, rover):
     (result,) = set_parameters(ros, "/rover1/base_driver", cmd_timeout=2.5)
     assert result.successful, result.reason
@@ -85,16 +59,6 @@ def test_cmd_timeout_set_live_is_followed(ros, rover):
     # no stop within the old 0.5 s timeout: the wheels keep turning past it
     assert not wait_until(rover.all_stopped, 1.2)
     assert wait_until(rover.all_stopped, 10)
-
-
-@pytest.mark.parametrize(("param", "value"), [("cmd_timeout", 1e300), ("control_rate", 1e9),
-                                              ("serial_timeout", 30.0), ("cmd_timeout", 0.0)])
-def test_absurd_values_are_refused_at_start(launcher, param, value):
-    proc = launcher.start("base_driver", parameters={"port": "/dev/null", param: value})
-    assert wait_until(lambda: not proc.alive, 30)
-    out = proc.output()
-    assert proc.returncode == 2, out
-    assert f"parameter '{param}'" in out and "Traceback" not in out
 
 
 # -- TwistStamped ------------------------------------------------------------------------------

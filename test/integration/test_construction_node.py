@@ -328,14 +328,13 @@ def test_layer_check_passes_a_true_site_image_and_pauses_on_a_deviation(
 
 
 def test_bad_parameter_is_a_clear_error(launcher, tmp_path):
-    node = launcher.start("construction", namespace="builder1",
-                          parameters={"port": str(tmp_path / "none"), "window": 0})
-    assert wait_until(lambda: not node.alive, 30)
-    assert node.returncode == 2 and "parameter 'window'" in node.output()
-    node = launcher.start("construction", namespace="builder1",
-                          parameters={"port": str(tmp_path / "none"), "printer": "no_such"})
-    assert wait_until(lambda: not node.alive, 30)
-    assert node.returncode == 2 and "parameter 'printer'" in node.output()
+    # both at once: each must exit on its own
+    nodes = {name: launcher.start("construction", namespace="builder1", name=f"bad_{name}",
+                                  parameters={"port": str(tmp_path / "none"), name: value})
+             for name, value in (("window", 0), ("printer", "no_such"))}
+    for name, node in nodes.items():
+        assert wait_until(lambda node=node: not node.alive, 60), node.output()
+        assert node.returncode == 2 and f"parameter '{name}'" in node.output(), node.output()
 
 
 def test_height_image_round_trip():
