@@ -217,11 +217,22 @@ def test_port_vanishes_and_returns(rover):
     assert rover.node.alive
 
 
-@pytest.mark.parametrize("param,value", [("wheel_radius", -0.1), ("addresses", [12]),
-                                         ("wheel_channels", ["128:3"] * 6), ("baud", 1234)])
-def test_bad_parameter_is_a_clear_error(launcher, param, value):
-    proc = launcher.start("base_driver", parameters={"port": "/dev/null", param: value})
-    assert wait_until(lambda: not proc.alive, 15)
+BAD = [("wheel_radius", -0.1), ("addresses", [12]), ("wheel_channels", ["128:3"] * 6),
+       ("baud", 1234)]
+
+
+@pytest.fixture(scope="module")
+def bad_starts(module_launcher):
+    """A base driver per bad parameter, all started at once (each must exit on its own)."""
+    return {param: module_launcher.start("base_driver", parameters={"port": "/dev/null",
+                                                                    param: value})
+            for param, value in BAD}
+
+
+@pytest.mark.parametrize("param,value", BAD)
+def test_bad_parameter_is_a_clear_error(bad_starts, param, value):
+    proc = bad_starts[param]
+    assert wait_until(lambda: not proc.alive, 120), proc.output()
     out = proc.output()
     assert proc.returncode == 2, out
     assert f"parameter '{param}'" in out and "Traceback" not in out

@@ -118,7 +118,7 @@ def test_missing_source_is_reported_then_recovers(ros, launcher, tmp_path):
     assert wait_until(lambda: status(DiagnosticStatus.OK), 10)
 
 
-@pytest.mark.parametrize("params,name,text", [
+CONFIGURATION_ERRORS = [
     ({"source": "videotestsrc ! appsink"}, "source", "without GStreamer"),
     ({"source": "0", "stereo": "pair"}, "source_right", "needed"),
     ({"source": "0", "calibration_file": "/proc/version"}, "calibration_file", "cannot"),
@@ -126,10 +126,21 @@ def test_missing_source_is_reported_then_recovers(ros, launcher, tmp_path):
     ({"source": "0", "fps": 1e9}, "fps", "in [0.1, 120]"),
     ({"source": "0", "jpeg_quality": 0}, "jpeg_quality", "in [1, 100]"),
     ({"source": "0", "sourc": "1"}, "sourc", "did you mean 'source'"),
-])
-def test_configuration_errors_are_clear(launcher, params, name, text):
-    proc = launcher.start("camera_driver", parameters=params)
-    assert wait_until(lambda: not proc.alive, 15)
+]
+
+
+@pytest.fixture(scope="module")
+def misconfigured(module_launcher):
+    """A camera driver per configuration error, all started at once (each must exit on its
+    own), by the parameter it names."""
+    return {name: module_launcher.start("camera_driver", parameters=params)
+            for params, name, _text in CONFIGURATION_ERRORS}
+
+
+@pytest.mark.parametrize("params,name,text", CONFIGURATION_ERRORS)
+def test_configuration_errors_are_clear(misconfigured, params, name, text):
+    proc = misconfigured[name]
+    assert wait_until(lambda: not proc.alive, 120), proc.output()
     out = proc.output()
     assert proc.returncode == 2, out
     assert f"parameter '{name}'" in out and text in out and "Traceback" not in out

@@ -58,6 +58,33 @@ def settled_truth(truth, timeout: float = 60.0):
     return odom_pose(got[0])
 
 
+# First, before the module's stack starts: pytest keeps that stack running to the end of the
+# module, and a second simulator beside it would load the machine twice.
+def test_runner_starts_and_stops_the_stack_cleanly(tmp_path):
+    domain = str(int(os.environ["ROS_DOMAIN_ID"]) + 100)
+    proc = subprocess.Popen([sys.executable, "-m", "ilrs_robots.runner.cli", "--domain-id",
+                             domain, "run", "rover", "--hardware", "sim", "--run-dir",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    env = dict(os.environ, ROS_DOMAIN_ID=domain)
+    old = os.environ.copy()
+    os.environ.update(env)
+    try:
+        with RosClient("runner_probe") as ros:
+            truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
+            odom = ros.subscribe(Odometry, "/rover1/odom")
+            got = truth.wait_for(timeout=90) and odom.wait_for(timeout=60)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert got is not None, out
+    assert proc.returncode == 0, out
+    assert "stopped rover1/base_driver (exit 0)" in out and "stopped sim (exit 0)" in out
+    assert wait_until(lambda: not (tmp_path / "rover1" / "roboclaw").exists(), 5)
+
+
 def test_clock_imu_and_cameras(stack):
     sup, ros = stack
     clock = ros.subscribe(Clock, "/clock")
@@ -131,28 +158,3 @@ def test_turn_in_place_keeps_position(stack):
     assert math.hypot(end.x - start.x, end.y - start.y) < 0.3
     turned = math.degrees(math.remainder(end.yaw - start.yaw, 2 * math.pi))
     assert turned > 40.0  # counter-clockwise, as commanded
-
-
-def test_runner_starts_and_stops_the_stack_cleanly(tmp_path):
-    domain = str(int(os.environ["ROS_DOMAIN_ID"]) + 100)
-    proc = subprocess.Popen([sys.executable, "-m", "ilrs_robots.runner.cli", "--domain-id",
-                             domain, "run", "rover", "--hardware", "sim", "--run-dir",
-                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    env = dict(os.environ, ROS_DOMAIN_ID=domain)
-    old = os.environ.copy()
-    os.environ.update(env)
-    try:
-        with RosClient("runner_probe") as ros:
-            truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
-            odom = ros.subscribe(Odometry, "/rover1/odom")
-            got = truth.wait_for(timeout=90) and odom.wait_for(timeout=60)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert got is not None, out
-    assert proc.returncode == 0, out
-    assert "stopped rover1/base_driver (exit 0)" in out and "stopped sim (exit 0)" in out
-    assert wait_until(lambda: not (tmp_path / "rover1" / "roboclaw").exists(), 5)
