@@ -198,3 +198,33 @@ def test_depth_image_heights_match_the_true_terrain(sim, where):
     err = res.hazards.height[near] - sim.heightmap.height_at(X[near], Y[near])
     assert np.median(np.abs(err)) < 0.03
     assert np.percentile(np.abs(err), 90) < 0.1
+
+
+def test_a_frame_placed_with_a_tilted_pose_is_levelled_to_the_map():
+    """A second view placed by a pose 4 deg off in pitch and 15 cm off in height (an
+    accelerometer bias under lunar gravity) overlaps half the first one: unlevelled, the
+    seam between them reads as a step; levelled to the map, the ground stays free."""
+    from ilrs_robots.core.terrain_mapping import level_to_map
+
+    def ground(X, Y):
+        return 0.1 * X + 0.05 * np.sin(Y)
+
+    def views(level: bool) -> np.ndarray:
+        em = ElevationMap(size=20.0, resolution=0.1)
+        X, Y = np.meshgrid(np.arange(1.0, 9.0, 0.05), np.arange(-5.0, 5.0, 0.05))
+        first = np.column_stack([X.ravel(), Y.ravel(), ground(X, Y).ravel()])
+        em.add_points(first)
+        second = first[first[:, 1] > 0.0].copy()
+        second[:, 2] += 0.15 + math.tan(math.radians(4.0)) * second[:, 0]
+        if level:
+            second = level_to_map(em, second, (0.0, 0.0))
+            np.testing.assert_allclose(second[:, 2], ground(second[:, 0], second[:, 1]),
+                                       atol=0.01)
+        em.add_points(second)
+        hz = em.hazards()
+        X, Y = hz.cell_centres()
+        inner = (X > 2.0) & (X < 8.0) & (np.abs(Y) < 3.0)
+        return hz.lethal[inner]
+
+    assert views(level=False).sum() > 20  # a phantom step along the seam
+    assert not views(level=True).any()
