@@ -126,6 +126,7 @@ class NavigatorConfig:
     slip_window: float = 2.0  # s of commands and poses compared to detect slip
     slip_ratio: float = 0.25  # measured / commanded speed below this = slipping
     slip_min_speed: float = 0.05  # m/s: slower commands are not judged for slip
+    slip_flag_hold: float = 1.5  # s the localization's slip flag must last while driving on
     unsafe_timeout: float = 3.0  # stopped by check_motion this long -> recovery
     max_recoveries: int = 6  # consecutive recoveries without progress before failing
     recovery_reset_distance: float = 2.0  # m of progress that resets the consecutive count
@@ -413,8 +414,15 @@ class Navigator:
         """Slip: forward motion commanded all through the window, the pose hardly moved."""
         cfg = self.config
         commanding = abs(self._last_cmd[0]) >= cfg.slip_min_speed
+        # the localization's flag counts once it held while driving on: raised by the yaw
+        # of a skid-steer turn in place, it lingers a moment into the drive that follows
         if flag and commanding:
-            return True
+            if self._slip_flag_since is None:
+                self._slip_flag_since = now
+            if now - self._slip_flag_since >= cfg.slip_flag_hold:
+                return True
+        else:
+            self._slip_flag_since = None
         window = [h for h in self._history if now - h[0] <= cfg.slip_window + 1e-9]
         if len(window) < 2:
             return False
@@ -572,6 +580,7 @@ class Navigator:
         self._progress_pose = pose
         self._stalled_for = 0.0
         self._unsafe_since = None
+        self._slip_flag_since: float | None = None
         self._history.clear()
 
     def _track_distance(self, now: float) -> None:

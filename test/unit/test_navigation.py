@@ -291,13 +291,23 @@ def test_slip_is_noticed_before_the_stall_timeout_and_the_rover_backs_out():
     assert outputs[-1].result.number_of_recoveries == 1
 
 
-def test_the_localization_slip_flag_starts_a_recovery():
+def test_the_localization_slip_flag_starts_a_recovery_once_it_holds():
     world = World()
-    nav = make(world, NavigatorConfig(stall_timeout=30.0))
+    config = NavigatorConfig(stall_timeout=30.0)
+    nav = make(world, config)
     nav.set_goal(Pose2D(15.0, 0.0), 0.0, world.pose)
     run(nav, world, until=lambda o: world.pose.x > 2.0)
-    out = nav.step(world.t, world.pose, slipping=True)
+    # a flag that drops within slip_flag_hold (a turn in place's yaw slip lingering into the
+    # drive) starts nothing
+    run(nav, world, seconds=0.5 * config.slip_flag_hold, slipping=True)
+    run(nav, world, seconds=1.0, slipping=False)
+    assert nav.state is NavState.FOLLOWING and nav.number_of_recoveries == 0
+    t0 = world.t
+    outputs = run(nav, world, seconds=10.0, until=lambda o: o.state is NavState.RECOVERING,
+                  slipping=True)
+    out = outputs[-1]
     assert out.state is NavState.RECOVERING and (out.linear, out.angular) == (0.0, 0.0)
+    assert config.slip_flag_hold <= world.t - t0 <= config.slip_flag_hold + 0.5
     assert nav.number_of_recoveries == 1
 
 
