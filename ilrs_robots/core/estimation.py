@@ -139,6 +139,7 @@ class RoverEKF:
         self._wheel_since_clone = 0.0
         self._last_gyro: float | None = None
         self._wheel_stamp: float | None = None
+        self._imu_stamp: float | None = None
         self._linear_slip = 0.0
         self._yaw_slip = 0.0
         self._slipping = False
@@ -317,9 +318,13 @@ class RoverEKF:
     def update_imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> bool:
         """Fuse one IMU sample: specific force (m/s^2) and body rates (rad/s) in base_link
         axes. The accelerometer drives the tilt, the gyro's heading rate the yaw rate."""
-        prev = self.stamp
+        # the tilt integrates over the time since the previous IMU sample: the filter's own
+        # time may already stand at this stamp (a caller predicts first, and wheel updates
+        # move it), and a zero step froze roll and pitch at their first reading
+        prev = self._imu_stamp
+        self._imu_stamp = stamp
         self.predict(stamp)
-        dt = 0.0 if prev is None else max(0.0, stamp - prev)
+        dt = 0.0 if prev is None else min(max(0.0, stamp - prev), 1.0)
         self.tilt.update(dt, accel, gyro, centripetal=float(self.x[V] * self.x[W]))
         rate = self.tilt.yaw_rate(gyro)
         self._last_gyro = rate

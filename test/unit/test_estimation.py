@@ -266,3 +266,23 @@ def test_map_to_odom_composes_back_to_the_map_pose():
     assert t.x + c * o.x - s * o.y == pytest.approx(m.x)
     assert t.y + s * o.x + c * o.y == pytest.approx(m.y)
     assert wrap_angle(t.yaw + o.yaw - m.yaw) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tilt_follows_the_ground_when_the_filter_is_predicted_before_each_imu_sample():
+    """As the localization does (predict to a sample's stamp, then fuse it, with wheel
+    updates in between): roll and pitch follow the accelerometer, not their first reading."""
+    ekf = RoverEKF(stamp=0.0)
+    g = 1.62
+    pitch = math.radians(8.0)  # nose down on a slope: gravity leans to +x in the body
+    t = 0.0
+    for i in range(2000):  # 1 s level, then 19 s on the slope
+        t += 0.01
+        tilt = 0.0 if t < 1.0 else pitch
+        accel = np.array([g * math.sin(tilt), 0.0, g * math.cos(tilt)])
+        ekf.predict(t)
+        ekf.update_imu(t, accel, np.zeros(3))
+        if i % 5 == 0:
+            ekf.update_wheel_odometry(t, 0.0, 0.0)
+    roll, p, _ = ekf.rpy
+    assert abs(roll) < math.radians(0.2)
+    assert p == pytest.approx(-pitch, abs=math.radians(0.3))
