@@ -1,0 +1,396 @@
+"""Visual checks of an inspection round (OpenCV): change detection against a baseline photo,
+and reading analogue gauges.
+
+Change detection (:func:`detect_changes`). The new photo is aligned onto the baseline by ORB
+features (AKAZE where the OpenCV build has it), a ratio test and a RANSAC homography; too few
+inliers, too small an inlier share or a warp far from the expected small change of viewpoint
+refuse the comparison with the reason (:class:`AlignmentError`) instead of reporting the whole
+picture as changed. The aligned pair is compared in Lab after matching the photo's histogram
+to the baseline's per channel (any monotone change of brightness or exposure; chroma ignored
+where the photo is over-exposed); a pixel counts as changed only where it lies outside the
+range of the other image's neighbourhood of ``tolerance_px``, both ways (residual misalignment
+at edges does not count; an object that appeared or left does), and the changed pixels are
+opened, closed and grouped into regions (bounding box in the baseline's pixels, share of the
+compared area).
+
+Gauge reading (:func:`read_gauge`). The dial is a Hough circle (or a given region of interest);
+the needle is the peak of the dial's radial darkness profile (mean darkness along rays from
+the hub to 0.75 of the radius, every 0.25 deg), refined to a fraction of a degree by the
+profile's centroid around the peak; its angle (clockwise from 12 o'clock) becomes a value
+through the gauge's :class:`~ilrs_robots.core.inspection.rounds.GaugeScale`. The needle
+is then refined by a line fitted to its dark pixels, which a small error of the dial's centre
+does not bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ilrs_robots.core.inspection.rounds import GaugeCheck, GaugeScale
+
+BBox = tuple[int, int, int, int]  # x, y, width, height (pixels)
+
+
+class AlignmentError(ValueError):
+    """The new photo could not be aligned with its baseline; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot align with the baseline: {reason}")
+        self.reason = reason
+
+
+class GaugeError(ValueError):
+    """No dial or no needle could be found in the image."""
+
+
+# ---------------------------------------------------------------------------------------
+# Alignment
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Alignment:
+    """A homography mapping the new photo's pixels onto the baseline's, and its support."""
+
+    homography: np.ndarray
+    matches: int
+    inliers: int
+
+    @property
+    def inlier_share(self) -> float:
+        """Inliers over ratio-test matches."""
+        return self.inliers / self.matches if self.matches else 0.0
+
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+
+
+def _detector() -> cv2.Feature2D:
+    if hasattr(cv2, "AKAZE_create"):
+        return cv2.AKAZE_create()
+    return cv2.ORB_create(nfeatures=3000, fastThreshold=10)
+
+
+def align(baseline: np.ndarray, image: np.ndarray, min_inliers: int = 25,
+          min_inlier_share: float = 0.25, max_distortion: float = 0.25,
+          ratio: float = 0.8) -> Alignment:
+    """The homography taking ``image`` onto ``baseline``; :class:`AlignmentError` with the
+    reason when features are too few, the inliers too few or too small a share, or the warp
+    scales, shears or tilts the image more than ``max_distortion`` (a different view, not the
+    same one shifted)."""
+    a, b = _gray(baseline), _gray(image)
+    det = _detector()
+    ka, da = det.detectAndCompute(a, None)
+    kb, db = det.detectAndCompute(b, None)
+    if da is None or db is None or len(ka) < min_inliers or len(kb) < min_inliers:
+        raise AlignmentError(f"too few features (baseline {len(ka)}, photo {len(kb)}; "
+                             f"need {min_inliers})")
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(db, da, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    if len(good) < min_inliers:
+        raise AlignmentError(f"only {len(good)} distinctive feature matches (need "
+                             f"{min_inliers})")
+    src = np.float32([kb[m.queryIdx].pt for m in good])
+    dst = np.float32([ka[m.trainIdx].pt for m in good])
+    hm, mask = cv2.findHomography(src, dst, cv2.RANSAC, 3.0, maxIters=2000, confidence=0.995)
+    if hm is None:
+        raise AlignmentError("no homography fits the matches")
+    inliers = int(mask.sum())
+    result = Alignment(hm, len(good), inliers)
+    if inliers < min_inliers or result.inlier_share < min_inlier_share:
+        raise AlignmentError(f"{inliers} of {len(good)} matches agree on one view "
+                             f"(need {min_inliers} and {min_inlier_share:.0%})")
+    lin = hm[:2, :2] / hm[2, 2]
+    s = np.linalg.svd(lin, compute_uv=False)
+    persp = float(np.abs(hm[2, :2] / hm[2, 2]).max()) * max(a.shape)
+    if (s.max() > 1 + max_distortion or s.min() < 1 - max_distortion
+            or np.linalg.det(lin) <= 0 or persp > max_distortion):
+        raise AlignmentError(f"the fitted warp is no small change of viewpoint (scales "
+                             f"{s.min():.2f}..{s.max():.2f}, perspective {persp:.2f})")
+    return result
+
+
+# ---------------------------------------------------------------------------------------
+# Change detection
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Region:
+    """A changed region: bounding box in the baseline's pixels and its share of the compared
+    area."""
+
+    bbox: BBox
+    area_fraction: float
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """Changed regions (largest first), their total share of the compared area, the
+    alignment, and the changed-pixel mask in the baseline's frame."""
+
+    regions: list[Region]
+    changed_fraction: float
+    alignment: Alignment
+    mask: np.ndarray = field(repr=False)
+
+    @property
+    def changed(self) -> bool:
+        """Whether any region was found."""
+        return bool(self.regions)
+
+
+def match_histograms(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``src`` (uint8, grey or BGR) with each channel's values mapped so that their
+    distribution over ``mask`` matches ``ref``'s: any monotone change of brightness, contrast
+    or exposure is undone, and a small changed part barely moves the quantiles."""
+    q = np.linspace(0.0, 100.0, 65)
+    out = np.empty_like(src)
+    s3 = src.reshape(src.shape[0], src.shape[1], -1)
+    r3 = ref.reshape(ref.shape[0], ref.shape[1], -1)
+    o3 = out.reshape(s3.shape)
+    for c in range(s3.shape[2]):
+        qs = np.percentile(s3[..., c][mask], q)
+        qr = np.percentile(r3[..., c][mask], q)
+        qs = np.maximum.accumulate(qs + np.arange(len(qs)) * 1e-6)
+        lut = np.interp(np.arange(256), qs, qr)
+        o3[..., c] = np.clip(lut, 0, 255).astype(np.uint8)[s3[..., c]]
+    return out
+
+
+def _outside_neighbourhood(new: np.ndarray, base: np.ndarray, k: int) -> np.ndarray:
+    """How far each pixel of ``new`` lies outside the range of ``base`` over its k x k
+    neighbourhood (0 inside)."""
+    kernel = np.ones((k, k), np.uint8)
+    hi = cv2.dilate(base, kernel)
+    lo = cv2.erode(base, kernel)
+    return np.maximum(np.maximum(new - hi, lo - new), 0.0)
+
+
+def detect_changes(baseline: np.ndarray, image: np.ndarray, threshold: float = 28.0,
+                   min_region_fraction: float = 0.0015, tolerance_px: int = 3,
+                   alignment: Alignment | None = None) -> ChangeResult:
+    """Regions of ``image`` that differ from ``baseline`` after aligning the two (BGR or
+    grey, any sizes). ``threshold`` is in Lab units (lightness or chroma, after histogram
+    matching); regions smaller than ``min_region_fraction`` of the compared area are dropped;
+    ``tolerance_px`` is the neighbourhood a pixel may move by without counting as changed.
+    Raises :class:`AlignmentError` when the two cannot be aligned."""
+    al = alignment or align(baseline, image)
+    h, w = baseline.shape[:2]
+    warped = cv2.warpPerspective(image, al.homography, (w, h), flags=cv2.INTER_LINEAR)
+    valid = cv2.warpPerspective(np.full(image.shape[:2], 255, np.uint8), al.homography, (w, h),
+                                flags=cv2.INTER_NEAREST)
+    valid = cv2.erode(valid, np.ones((2 * tolerance_px + 3,) * 2, np.uint8)) > 0
+    # over-exposed in the photo: its colour is lost (not changed), its lightness only capped
+    clipped = (warped.max(axis=-1) if warped.ndim == 3 else warped) >= 250
+    clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if valid.sum() < 0.2 * h * w:
+        raise AlignmentError(f"the photo covers only {valid.mean():.0%} of the baseline")
+
+    def lab(img: np.ndarray) -> np.ndarray:
+        bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        out = cv2.cvtColor(cv2.GaussianBlur(bgr, (5, 5), 1.0), cv2.COLOR_BGR2Lab)
+        return out.astype(np.float32)
+
+    if warped.ndim != baseline.ndim:
+        warped, baseline = _gray(warped), _gray(baseline)
+    a, b = lab(baseline), lab(match_histograms(warped, baseline, valid))
+    k = 2 * tolerance_px + 1
+    channels = 1 if baseline.ndim == 2 or image.ndim == 2 else 3
+    diff = np.zeros((h, w), np.float32)
+    for c in range(channels):
+        weight = 1.0 if c == 0 else 1.5  # chroma: smaller range in Lab units
+        # both ways: what appeared (new outside the baseline's range) and what left
+        d = weight * np.maximum(_outside_neighbourhood(b[..., c], a[..., c], k),
+                                _outside_neighbourhood(a[..., c], b[..., c], k))
+        if c > 0:
+            d[clipped] = 0.0
+        diff = np.maximum(diff, d)
+    mask = ((diff > threshold) & valid).astype(np.uint8)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    area = float(valid.sum())
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    regions = []
+    keep = np.zeros(n, bool)
+    for i in range(1, n):
+        x, y, bw, bh, px = (int(v) for v in stats[i])
+        if px / area >= min_region_fraction:
+            keep[i] = True
+            regions.append(Region((x, y, bw, bh), px / area))
+    regions.sort(key=lambda r: -r.area_fraction)
+    final = keep[labels].astype(np.uint8) * 255
+    return ChangeResult(regions, sum(r.area_fraction for r in regions), al, final)
+
+
+def draw_regions(image: np.ndarray, regions: list[Region],
+                 color: tuple[int, int, int] = (0, 0, 255)) -> np.ndarray:
+    """A BGR copy of ``image`` with each region's box drawn and its share written."""
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    for r in regions:
+        x, y, w, h = r.bbox
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
+        cv2.putText(out, f"{r.area_fraction:.1%}", (x, max(12, y - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return out
+
+
+def iou(a: BBox, b: BBox) -> float:
+    """Intersection over union of two boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# Gauges
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GaugeReading:
+    """A needle angle (deg clockwise from 12 o'clock), its value on the scale, the dial
+    (centre, radius in pixels of the image given), and the needle's prominence (peak over
+    the profile's spread; below ~4 the reading is not to be trusted). ``off_scale``: the
+    needle points outside the scale's sweep."""
+
+    angle_deg: float
+    value: float
+    center: tuple[float, float]
+    radius: float
+    prominence: float
+    off_scale: bool = False
+
+
+def find_dial(gray: np.ndarray) -> tuple[float, float, float]:
+    """Centre and radius (pixels) of the most prominent circle of a grey image (a gauge's
+    dial); :class:`GaugeError` when there is none."""
+    h, w = gray.shape
+    small = min(h, w)
+    img = cv2.medianBlur(gray, 5)
+    circles = cv2.HoughCircles(img, cv2.HOUGH_GRADIENT, dp=1.0, minDist=small / 2,
+                               param1=120, param2=40, minRadius=int(0.15 * small),
+                               maxRadius=int(0.55 * small))
+    if circles is None:
+        raise GaugeError("no dial (circle) found in the image")
+    x, y, r = (float(v) for v in circles[0][0])
+    return x, y, r
+
+
+def needle_angle(gray: np.ndarray, center: tuple[float, float], radius: float,
+                 inner: float = 0.2, outer: float = 0.75, step_deg: float = 0.25
+                 ) -> tuple[float, float]:
+    """The needle's angle (deg clockwise from 12 o'clock, in [0, 360)) on a dial, from its
+    radial darkness profile between ``inner`` and ``outer`` of the radius, and its prominence.
+    A face darker than its needle is inverted first."""
+    angles = np.arange(0.0, 360.0, step_deg)
+    radii = np.linspace(inner * radius, outer * radius, max(8, int((outer - inner) * radius)))
+    th = np.radians(angles)[:, None]
+    mx = (center[0] + radii[None, :] * np.sin(th)).astype(np.float32)
+    my = (center[1] - radii[None, :] * np.cos(th)).astype(np.float32)
+    samples = cv2.remap(gray.astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+    face = float(np.median(samples))
+    dark = face - samples if face >= 128 else samples - face
+    profile = dark.mean(axis=1)
+    n = len(profile)
+    sigma = max(1, int(round(0.75 / step_deg)))
+    ker = cv2.getGaussianKernel(6 * sigma + 1, sigma).ravel()
+    wrapped = np.concatenate([profile[-3 * sigma:], profile, profile[:3 * sigma]])
+    smooth = np.convolve(wrapped, ker, mode="same")[3 * sigma:3 * sigma + n]
+    peak = int(np.argmax(smooth))
+    spread = float(np.median(np.abs(smooth - np.median(smooth)))) + 1e-6
+    prominence = (smooth[peak] - float(np.median(smooth))) / spread
+    half = int(round(3.0 / step_deg))
+    idx = np.arange(peak - half, peak + half + 1)
+    wts = profile[idx % n] - np.median(profile)
+    wts = np.clip(wts, 0.0, None)
+    if wts.sum() <= 0:
+        return float(angles[peak]), prominence
+    offset = float((wts * (idx - peak)).sum() / wts.sum()) * step_deg
+    return float((angles[peak] + offset) % 360.0), prominence
+
+
+def refine_needle(gray: np.ndarray, center: tuple[float, float], radius: float,
+                  angle_deg: float, inner: float = 0.2, outer: float = 0.75,
+                  band: float = 0.08) -> float:
+    """``angle_deg`` refined by a line fitted to the needle's dark pixels (within ``band``
+    of the radius across the coarse ray), so that an error of the dial's centre does not
+    turn into an error of the angle. Returns the coarse angle when too few pixels fit."""
+    a = math.radians(angle_deg)
+    d = np.array([math.sin(a), -math.cos(a)])
+    h, w = gray.shape
+    x0 = max(0, int(center[0] - outer * radius - 2))
+    x1 = min(w, int(center[0] + outer * radius + 3))
+    y0 = max(0, int(center[1] - outer * radius - 2))
+    y1 = min(h, int(center[1] + outer * radius + 3))
+    patch = gray[y0:y1, x0:x1].astype(np.float32)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    rel = np.stack([xs - center[0], ys - center[1]], axis=-1)
+    along = rel @ d
+    across = np.abs(rel @ np.array([-d[1], d[0]]))
+    zone = (along > inner * radius) & (along < outer * radius) & (across < band * radius)
+    if zone.sum() < 10:
+        return angle_deg
+    vals = patch[zone]
+    face = float(np.median(gray[y0:y1, x0:x1]))
+    dark = face - vals if face >= 128 else vals - face
+    thr = 0.5 * float(dark.max())
+    sel = dark > thr
+    if sel.sum() < 8:
+        return angle_deg
+    pts = np.stack([xs[zone][sel], ys[zone][sel]], axis=-1).astype(np.float64)
+    wts = dark[sel] - thr
+    mean = (pts * wts[:, None]).sum(0) / wts.sum()
+    cov = ((pts - mean).T * wts) @ (pts - mean) / wts.sum()
+    evals, evecs = np.linalg.eigh(cov)
+    if evals[1] < 4.0 * max(evals[0], 1e-9):  # not elongated: no line to trust
+        return angle_deg
+    v = evecs[:, 1] * (1.0 if evecs[:, 1] @ d >= 0 else -1.0)
+    refined = math.degrees(math.atan2(v[0], -v[1])) % 360.0
+    diff = (refined - angle_deg + 180.0) % 360.0 - 180.0
+    return refined if abs(diff) < 5.0 else angle_deg
+
+
+def _on_scale(angle: float, scale: GaugeScale) -> tuple[float, bool]:
+    """The representative of ``angle`` (mod 360) nearest the scale's sweep, and whether it
+    lies outside the sweep."""
+    lo, hi = sorted((scale.min_angle_deg, scale.max_angle_deg))
+    best, dist = angle, math.inf
+    for k in range(-2, 3):
+        a = angle + 360.0 * k
+        d = 0.0 if lo <= a <= hi else min(abs(a - lo), abs(a - hi))
+        if d < dist:
+            best, dist = a, d
+    return best, dist > 0.0
+
+
+def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
+               min_prominence: float = 4.0) -> GaugeReading:
+    """Read an analogue gauge: find the dial (inside ``roi`` when given), the needle, and its
+    value on ``scale``. :class:`GaugeError` when no dial or no clear needle is found."""
+    gray = _gray(image)
+    ox, oy = 0, 0
+    if roi is not None:
+        ox, oy, w, h = roi
+        gray = gray[oy:oy + h, ox:ox + w]
+        if gray.size == 0:
+            raise GaugeError(f"the region of interest {roi} lies outside the image")
+    cx, cy, r = find_dial(gray)
+    angle, prominence = needle_angle(gray, (cx, cy), r)
+    if prominence < min_prominence:
+        raise GaugeError(f"no clear needle on the dial (prominence {prominence:.1f} < "
+                         f"{min_prominence:g})")
+    angle = refine_needle(gray, (cx, cy), r, angle)
+    a, off = _on_scale(angle, scale)
+    return GaugeReading(a, scale.value(a), (cx + ox, cy + oy), r, prominence, off)
+
+
+def check_gauge(image: np.ndarray, check: GaugeCheck, roi: BBox | None = None
+                ) -> tuple[GaugeReading, bool]:
+    """Read the gauge of ``check`` and say whether its value is within the expected range
+    (a needle off the scale is never in range)."""
+    reading = read_gauge(image, check.scale, roi)
+    return reading, (not reading.off_scale) and check.in_range(reading.value)
