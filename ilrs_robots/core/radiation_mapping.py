@@ -9,11 +9,14 @@ Source fitting (:func:`localize_sources`). The model is
 with background b, source positions q_k and strengths S_k (uSv/h at 1 m), and T an optional
 transmission (shielding the caller knows, e.g. the site's berm; 1 without). Sources are added
 one at a time: each new one is placed by a grid search over the samples' area (strength and
-background solved by weighted least squares at every candidate), then all parameters are
-refined together by Levenberg-Marquardt on the weighted residuals; a source is kept while it
-lowers chi^2 by more than ``min_improvement``. Weights: 1 / (sigma_i^2 + (rel_error d_i)^2), the
-readings' Poisson stddev plus a relative model error. Position uncertainties come from the
-inverse of the Gauss-Newton normal matrix scaled by the reduced chi^2.
+background solved by weighted least squares at every candidate), then all positions are
+refined together by a compass search with strengths and background solved (non-negative,
+linear least squares) at each step: a berm's edges put steps into chi^2 where slopes mislead
+a gradient method. A source is kept while it lowers chi^2 by more than ``min_improvement``
+and every source's strength is ``min_significance`` times its stddev. Weights:
+1 / (sigma_i^2 + (rel_error d_i)^2), the readings' Poisson stddev plus a relative model error.
+Uncertainties come from the inverse of the Gauss-Newton normal matrix (slopes over ~1 cm)
+scaled by the reduced chi^2; near a berm's edges they are rough.
 
 Dose map (:func:`dose_map`). A Gaussian process (squared-exponential kernel over x, y) on the
 log of the readings less the log of the fitted model (or of their mean without one), noise
@@ -160,6 +163,72 @@ def _residuals(theta: np.ndarray, p: np.ndarray, d: np.ndarray, sqrt_w: np.ndarr
     return (model - d) * sqrt_w
 
 
+class _Profile:
+    """chi^2 of source positions with the strengths and background solved for (the model is
+    linear in them: variable projection); columns cached by position."""
+
+    def __init__(self, p: np.ndarray, d: np.ndarray, w: np.ndarray,
+                 transmission: Transmission | None) -> None:
+        self.p, self.d, self.w = p, d, w
+        self.sqrt_w = np.sqrt(w)
+        self.transmission = transmission
+        self._columns: dict[tuple[float, float, float], np.ndarray] = {}
+
+    def column(self, q: np.ndarray) -> np.ndarray:
+        key = (float(q[0]), float(q[1]), float(q[2]))
+        col = self._columns.get(key)
+        if col is None:
+            col = _source_term(np.array(key), 1.0, self.p, self.transmission)
+            if len(self._columns) > 20000:
+                self._columns.clear()
+            self._columns[key] = col
+        return col
+
+    def solve(self, positions: np.ndarray) -> tuple[np.ndarray, float]:
+        """Non-negative strengths and background (last) by weighted least squares, chi^2."""
+        a = np.column_stack([*(self.column(q) for q in positions), np.ones(len(self.d))])
+        active = list(range(a.shape[1]))
+        coeffs = np.zeros(a.shape[1])
+        for _ in range(a.shape[1]):  # drop negative coefficients until none is left
+            sol, *_ = np.linalg.lstsq(a[:, active] * self.sqrt_w[:, None],
+                                      self.d * self.sqrt_w, rcond=None)
+            if np.all(sol >= 0) or len(active) == 1:
+                coeffs[:] = 0.0
+                coeffs[active] = np.maximum(sol, 0.0)
+                break
+            active = [j for j, c in zip(active, sol, strict=True) if c >= 0]
+        chi2 = float((self.w * (self.d - a @ coeffs) ** 2).sum())
+        return coeffs, chi2
+
+
+def _pattern_search(profile: _Profile, positions: np.ndarray, lower: np.ndarray,
+                    upper: np.ndarray, step: float = 0.5, min_step: float = 0.02,
+                    max_evaluations: int = 4000) -> np.ndarray:
+    """Compass search of the positions (k, 3) minimising the profile chi^2: robust to the
+    steps a berm's edges put in it, where slopes mislead."""
+    best = np.clip(np.array(positions, dtype=float), lower, upper)
+    _, cost = profile.solve(best)
+    evaluations = 0
+    while step >= min_step and evaluations < max_evaluations:
+        improved = False
+        for i in range(len(best)):
+            for axis in range(3):
+                for sign in (1.0, -1.0):
+                    trial = best.copy()
+                    trial[i, axis] = np.clip(trial[i, axis] + sign * step, lower[axis],
+                                             upper[axis])
+                    if trial[i, axis] == best[i, axis]:
+                        continue
+                    _, c = profile.solve(trial)
+                    evaluations += 1
+                    if c < cost:
+                        best, cost, improved = trial, c, True
+                        break
+        if not improved:
+            step /= 2
+    return best
+
+
 def _jacobian(fun: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,
               res: np.ndarray | None = None, rel_step: float = 1e-6) -> np.ndarray:
     """Forward differences (central when ``res`` is None)."""
@@ -175,42 +244,6 @@ def _jacobian(fun: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,
         else:
             cols.append((fun(up) - res) / h)
     return np.column_stack(cols)
-
-
-def _levenberg_marquardt(theta: np.ndarray, fun: Callable[[np.ndarray], np.ndarray],
-                         lower: np.ndarray, upper: np.ndarray, iterations: int = 60
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise |fun(theta)|^2 within bounds (clipped steps); returns theta and the last
-    Jacobian."""
-    lam = 1e-2
-    res = fun(theta)
-    cost = float(res @ res)
-    jac = np.zeros((len(res), len(theta)))
-    for _ in range(iterations):
-        jac = _jacobian(fun, theta, res, rel_step=1e-4)  # ~1 cm: see _covariance
-        jtj = jac.T @ jac
-        grad = jac.T @ res
-        improved = False
-        for _ in range(10):
-            a = jtj + lam * np.diag(np.diag(jtj) + 1e-12)
-            try:
-                step = -np.linalg.solve(a, grad)
-            except np.linalg.LinAlgError:
-                lam *= 10
-                continue
-            cand = np.clip(theta + step, lower, upper)
-            r2 = fun(cand)
-            c2 = float(r2 @ r2)
-            if c2 < cost:
-                converged = cost - c2 < 1e-9 * max(cost, 1.0)
-                theta, res, cost = cand, r2, c2
-                lam = max(lam / 3, 1e-9)
-                improved = True
-                break
-            lam *= 10
-        if not improved or converged:
-            break
-    return theta, jac
 
 
 def localize_sources(points: np.ndarray | Sequence[Sequence[float]],
@@ -245,17 +278,20 @@ def localize_sources(points: np.ndarray | Sequence[Sequence[float]],
         # the sources found so far, without the background (re-solved with the new source)
         fixed = _residuals(theta, p, np.zeros(len(d)), np.ones(len(d)), transmission)
         fixed -= math.exp(theta[-1])
-        q, s, b, grid_chi2 = _grid_search(p, fixed, d, w, z0, spacing, margin, transmission)
+        q, s, _, grid_chi2 = _grid_search(p, fixed, d, w, z0, spacing, margin, transmission)
         if s <= 0.0 or chi2 - grid_chi2 < min_improvement:
             break
-        trial = np.concatenate([theta[:-1], [q[0], q[1], q[2], math.log(s)],
-                                [math.log(max(b, 1e-4))]])
-        k = (len(trial) - 1) // 4
-        lower = np.array([*([lo_xy[0], lo_xy[1], z_mean + z_range[0], -20.0] * k), -12.0])
-        upper = np.array([*([hi_xy[0], hi_xy[1], z_mean + z_range[1], 25.0] * k), 10.0])
-        trial, _ = _levenberg_marquardt(
-            np.clip(trial, lower, upper),
-            lambda t: _residuals(t, p, d, sqrt_w, transmission), lower, upper)
+        positions = [tuple(theta[4 * i:4 * i + 3]) for i in range((len(theta) - 1) // 4)]
+        positions.append((float(q[0]), float(q[1]), float(q[2])))
+        lower = np.array([lo_xy[0], lo_xy[1], z_mean + z_range[0]])
+        upper = np.array([hi_xy[0], hi_xy[1], z_mean + z_range[1]])
+        profile = _Profile(p, d, w, transmission)
+        positions = _pattern_search(profile, np.array(positions), lower, upper,
+                                    step=spacing / 2)
+        coeffs, _ = profile.solve(positions)
+        trial = np.concatenate([*([*xyz, math.log(max(c, 1e-9))] for xyz, c in
+                                  zip(positions, coeffs[:-1], strict=True)),
+                                [math.log(max(coeffs[-1], 1e-6))]])
         res = _residuals(trial, p, d, sqrt_w, transmission)
         trial_chi2 = float(res @ res)
         if chi2 - trial_chi2 < min_improvement:
