@@ -73,7 +73,8 @@ class GmcCounter(PtyDevice):
     """An emulated GMC-320 on a pty at ``link`` (see the module docstring).
 
     Counters: ``commands`` (served), ``ignored`` (while silent), ``unknown``,
-    ``heartbeats_sent``, ``replies_shortened``, ``noise_bytes``, ``ticks``.
+    ``heartbeats_sent``, ``replies_shortened``, ``noise_bytes``, ``ticks``, ``tick_failures``
+    (the dose source raised: that second is not counted, no heartbeat is sent).
     """
 
     def __init__(self, link: str | os.PathLike[str], *, dose: float | DoseScript = 0.1,
@@ -123,6 +124,7 @@ class GmcCounter(PtyDevice):
         self.replies_shortened = 0
         self.noise_bytes = 0
         self.ticks = 0
+        self.tick_failures = 0
 
     @classmethod
     def from_world(cls, link: str | os.PathLike[str], world: World, position: Position,
@@ -209,7 +211,12 @@ class GmcCounter(PtyDevice):
         if self._ticker is None:
             with self.lock:
                 self._t0 = time.monotonic()
-                rate = self.expected_cpm() / 60.0
+                try:
+                    rate = self.expected_cpm() / 60.0
+                except Exception:  # noqa: BLE001 - a position source not ready yet
+                    _log.exception("%s: no dose rate at start; the last minute is empty",
+                                   self.link)
+                    rate = 0.0
                 self._ring.clear()
                 for _ in range(60):
                     self._ring.append(self.generator.counts(rate, 1.0))
@@ -247,14 +254,19 @@ class GmcCounter(PtyDevice):
 
     def _tick_loop(self) -> None:
         next_tick = time.monotonic() + self.interval
+        failing = False
         while not self._stop_ticks.wait(max(0.0, next_tick - time.monotonic())):
             next_tick += self.interval
             if next_tick < time.monotonic():  # fell behind (a loaded machine): skip ahead
                 next_tick = time.monotonic() + self.interval
             try:
                 self.tick()
+                failing = False
             except Exception:  # noqa: BLE001 - a failing position source must not end counting
-                _log.exception("%s: tick failed", self.link)
+                self.tick_failures += 1
+                if not failing:  # once per run of failures
+                    _log.exception("%s: tick failed (no counts until it works)", self.link)
+                failing = True
 
     # -- firmware ----------------------------------------------------------------------------
     def on_bytes(self, data: bytes, now: float) -> None:
