@@ -49,6 +49,15 @@ def test_gauge_angles_are_read_within_a_degree() -> None:
     assert float(np.mean(errors)) < 0.6, errors
 
 
+def test_small_noisy_blurred_gauges_are_read_within_two_degrees() -> None:
+    for seed in range(12):
+        rng = np.random.default_rng(2000 + seed)
+        angle = float(rng.uniform(-135.0, 135.0))
+        img = degrade(draw_gauge(angle, SCALE, size=120), seed, noise=15.0, blur=2.5,
+                      gain=float(rng.uniform(0.7, 1.2)))
+        assert read_gauge(img, SCALE).angle_deg == pytest.approx(angle, abs=2.0)
+
+
 @pytest.mark.parametrize("angle", [-135.0, -90.0, 0.0, 45.0, 90.0, 135.0])
 def test_needle_at_the_scale_ends_and_cardinal_directions(angle: float) -> None:
     reading = read_gauge(_gauge(7, angle), SCALE)
@@ -119,6 +128,17 @@ def test_unchanged_scene_under_new_viewpoint_and_light_shows_no_change() -> None
         result = detect_changes(base, view)
         assert result.regions == [], result.regions
         assert result.alignment.inliers >= 100
+
+
+def test_over_exposure_is_no_change_but_an_object_in_it_is() -> None:
+    scene = textured_scene(40)
+    glare = Viewpoint(rotation_deg=1.5, shift=(6.0, -4.0), gain=1.45, bias=30.0)
+    view, _ = glare.apply(scene, 1)
+    assert (view.max(axis=2) >= 250).mean() > 0.05  # a good part is saturated
+    assert detect_changes(scene, view).regions == []
+    planted, box = plant_object(scene, 141)
+    view, _ = glare.apply(planted, 1)
+    assert any(iou(r.bbox, box) > 0.5 for r in detect_changes(scene, view).regions)
 
 
 def test_a_moved_object_shows_where_it_left_and_where_it_went() -> None:

@@ -5,21 +5,21 @@ Change detection (:func:`detect_changes`). The new photo is aligned onto the bas
 features (AKAZE where the OpenCV build has it), a ratio test and a RANSAC homography; too few
 inliers, too small an inlier share or a warp far from the expected small change of viewpoint
 refuse the comparison with the reason (:class:`AlignmentError`) instead of reporting the whole
-picture as changed. The aligned pair is compared in Lab after matching the photo's histogram
-to the baseline's per channel (any monotone change of brightness or exposure; chroma ignored
-where the photo is over-exposed); a pixel counts as changed only where it lies outside the
-range of the other image's neighbourhood of ``tolerance_px``, both ways (residual misalignment
-at edges does not count; an object that appeared or left does), and the changed pixels are
-opened, closed and grouped into regions (bounding box in the baseline's pixels, share of the
-compared area).
+picture as changed. The baseline is then relit as the photo was taken (per channel gain and
+offset fitted pixel to pixel, robustly, then clipped like the camera clips, so over-exposure
+is no change) and both are compared in Lab; a pixel counts as changed only where it lies
+outside the range of the other image's neighbourhood of ``tolerance_px``, both ways (residual
+misalignment at edges does not count; an object that appeared or left does), and the changed
+pixels are opened, closed and grouped into regions (bounding box in the baseline's pixels,
+share of the compared area).
 
-Gauge reading (:func:`read_gauge`). The dial is a Hough circle (or a given region of interest);
-the needle is the peak of the dial's radial darkness profile (mean darkness along rays from
-the hub to 0.75 of the radius, every 0.25 deg), refined to a fraction of a degree by the
-profile's centroid around the peak; its angle (clockwise from 12 o'clock) becomes a value
-through the gauge's :class:`~ilrs_robots.core.inspection.rounds.GaugeScale`. The needle
-is then refined by a line fitted to its dark pixels, which a small error of the dial's centre
-does not bias.
+Gauge reading (:func:`read_gauge`). The dial is a Hough circle (searched in a given region
+of interest, small pictures upscaled to 240 px) refined by a circle fitted to the rim's edge
+along 180 rays; the needle is the peak of the dial's radial darkness profile (mean darkness
+along rays from the hub to 0.75 of the radius, every 0.25 deg), refined by the profile's
+centroid around the peak and then by a line fitted to the needle's dark pixels (which an error
+of the dial's centre does not bias). Its angle (clockwise from 12 o'clock) becomes a value
+through the gauge's :class:`~ilrs_robots.core.inspection.rounds.GaugeScale`.
 """
 
 from __future__ import annotations
@@ -142,21 +142,32 @@ class ChangeResult:
         return bool(self.regions)
 
 
-def match_histograms(src: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``src`` (uint8, grey or BGR) with each channel's values mapped so that their
-    distribution over ``mask`` matches ``ref``'s: any monotone change of brightness, contrast
-    or exposure is undone, and a small changed part barely moves the quantiles."""
-    q = np.linspace(0.0, 100.0, 65)
-    out = np.empty_like(src)
-    s3 = src.reshape(src.shape[0], src.shape[1], -1)
-    r3 = ref.reshape(ref.shape[0], ref.shape[1], -1)
-    o3 = out.reshape(s3.shape)
-    for c in range(s3.shape[2]):
-        qs = np.percentile(s3[..., c][mask], q)
-        qr = np.percentile(r3[..., c][mask], q)
-        qs = np.maximum.accumulate(qs + np.arange(len(qs)) * 1e-6)
-        lut = np.interp(np.arange(256), qs, qr)
-        o3[..., c] = np.clip(lut, 0, 255).astype(np.uint8)[s3[..., c]]
+def relight(base: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``base`` (uint8, grey or BGR, aligned with ``photo``) as the photo's exposure would
+    show it: per channel a gain and offset fitted pixel to pixel over ``mask`` where the photo
+    is neither black nor saturated (twice, dropping the pixels that do not follow, i.e. the
+    changed ones), then clipped to 0..255 as the camera clips. Over-exposed parts of the photo
+    are then over-exposed in the prediction too, and do not count as changes."""
+    out = np.empty_like(base)
+    b3 = base.reshape(base.shape[0], base.shape[1], -1)
+    p3 = photo.reshape(b3.shape)
+    o3 = out.reshape(b3.shape)
+    sub = np.zeros_like(mask)
+    sub[::3, ::3] = True
+    for c in range(b3.shape[2]):
+        x = b3[..., c].astype(np.float32)
+        y = p3[..., c].astype(np.float32)
+        sel = mask & sub & (y > 4) & (y < 250)
+        xs, ys = x[sel], y[sel]
+        g, o = 1.0, 0.0
+        for _ in range(3):
+            if len(xs) < 50 or float(xs.std()) < 1e-3:
+                break
+            g, o = (float(v) for v in np.polyfit(xs, ys, 1))
+            res = np.abs(ys - (g * xs + o))
+            keep = res < max(3.0, 3.0 * 1.4826 * float(np.median(res)))
+            xs, ys = xs[keep], ys[keep]
+        o3[..., c] = np.clip(g * x + o, 0, 255).astype(np.uint8)
     return out
 
 
@@ -173,8 +184,9 @@ def detect_changes(baseline: np.ndarray, image: np.ndarray, threshold: float = 2
                    min_region_fraction: float = 0.0015, tolerance_px: int = 3,
                    alignment: Alignment | None = None) -> ChangeResult:
     """Regions of ``image`` that differ from ``baseline`` after aligning the two (BGR or
-    grey, any sizes). ``threshold`` is in Lab units (lightness or chroma, after histogram
-    matching); regions smaller than ``min_region_fraction`` of the compared area are dropped;
+    grey, any sizes). ``threshold`` is in Lab units (lightness or chroma, the baseline
+    relit as the photo, see :func:`relight`); regions smaller than ``min_region_fraction``
+    of the compared area are dropped;
     ``tolerance_px`` is the neighbourhood a pixel may move by without counting as changed.
     Raises :class:`AlignmentError` when the two cannot be aligned."""
     al = alignment or align(baseline, image)
@@ -183,31 +195,28 @@ def detect_changes(baseline: np.ndarray, image: np.ndarray, threshold: float = 2
     valid = cv2.warpPerspective(np.full(image.shape[:2], 255, np.uint8), al.homography, (w, h),
                                 flags=cv2.INTER_NEAREST)
     valid = cv2.erode(valid, np.ones((2 * tolerance_px + 3,) * 2, np.uint8)) > 0
-    # over-exposed in the photo: its colour is lost (not changed), its lightness only capped
-    clipped = (warped.max(axis=-1) if warped.ndim == 3 else warped) >= 250
-    clipped = cv2.dilate(clipped.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if valid.sum() < 0.2 * h * w:
         raise AlignmentError(f"the photo covers only {valid.mean():.0%} of the baseline")
+    if warped.ndim != baseline.ndim:
+        warped, baseline = _gray(warped), _gray(baseline)
+    a = cv2.GaussianBlur(baseline, (5, 5), 1.0)
+    b = cv2.GaussianBlur(warped, (5, 5), 1.0)
+    pred = relight(a, b, valid)
 
     def lab(img: np.ndarray) -> np.ndarray:
         bgr = img if img.ndim == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        out = cv2.cvtColor(cv2.GaussianBlur(bgr, (5, 5), 1.0), cv2.COLOR_BGR2Lab)
-        return out.astype(np.float32)
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2Lab).astype(np.float32)
 
-    if warped.ndim != baseline.ndim:
-        warped, baseline = _gray(warped), _gray(baseline)
-    a, b = lab(baseline), lab(match_histograms(warped, baseline, valid))
+    la, lb = lab(pred), lab(b)
     k = 2 * tolerance_px + 1
-    channels = 1 if baseline.ndim == 2 or image.ndim == 2 else 3
+    channels = 1 if baseline.ndim == 2 else 3
     diff = np.zeros((h, w), np.float32)
     for c in range(channels):
         weight = 1.0 if c == 0 else 1.5  # chroma: smaller range in Lab units
         # both ways: what appeared (new outside the baseline's range) and what left
-        d = weight * np.maximum(_outside_neighbourhood(b[..., c], a[..., c], k),
-                                _outside_neighbourhood(a[..., c], b[..., c], k))
-        if c > 0:
-            d[clipped] = 0.0
-        diff = np.maximum(diff, d)
+        d = np.maximum(_outside_neighbourhood(lb[..., c], la[..., c], k),
+                       _outside_neighbourhood(la[..., c], lb[..., c], k))
+        diff = np.maximum(diff, weight * d)
     mask = ((diff > threshold) & valid).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
@@ -254,7 +263,7 @@ class GaugeReading:
     """A needle angle (deg clockwise from 12 o'clock), its value on the scale, the dial
     (centre, radius in pixels of the image given), and the needle's prominence (peak over
     the profile's spread; below ~4 the reading is not to be trusted). ``off_scale``: the
-    needle points outside the scale's sweep."""
+    needle points outside the scale's sweep by more than 2 deg."""
 
     angle_deg: float
     value: float
@@ -266,17 +275,69 @@ class GaugeReading:
 
 def find_dial(gray: np.ndarray) -> tuple[float, float, float]:
     """Centre and radius (pixels) of the most prominent circle of a grey image (a gauge's
-    dial); :class:`GaugeError` when there is none."""
+    dial), asking the Hough transform for less and less evidence until one is found;
+    :class:`GaugeError` when there is none."""
     h, w = gray.shape
     small = min(h, w)
     img = cv2.medianBlur(gray, 5)
-    circles = cv2.HoughCircles(img, cv2.HOUGH_GRADIENT, dp=1.0, minDist=small / 2,
-                               param1=120, param2=40, minRadius=int(0.15 * small),
-                               maxRadius=int(0.55 * small))
-    if circles is None:
-        raise GaugeError("no dial (circle) found in the image")
-    x, y, r = (float(v) for v in circles[0][0])
-    return x, y, r
+    for votes in (0.4, 0.3, 0.22):
+        circles = cv2.HoughCircles(img, cv2.HOUGH_GRADIENT, dp=1.0, minDist=small / 2,
+                                   param1=120, param2=max(12, int(votes * small / 2)),
+                                   minRadius=int(0.15 * small), maxRadius=int(0.55 * small))
+        if circles is not None:
+            x, y, r = (float(v) for v in circles[0][0])
+            return x, y, r
+    raise GaugeError("no dial (circle) found in the image")
+
+
+def _fit_circle(pts: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares (Kasa) circle through points (n, 2)."""
+    x, y = pts[:, 0], pts[:, 1]
+    a = np.stack([x, y, np.ones_like(x)], axis=1)
+    sol, *_ = np.linalg.lstsq(a, x * x + y * y, rcond=None)
+    cx, cy = sol[0] / 2, sol[1] / 2
+    return float(cx), float(cy), float(math.sqrt(max(sol[2] + cx * cx + cy * cy, 0.0)))
+
+
+def refine_dial(gray: np.ndarray, center: tuple[float, float], radius: float,
+                rays: int = 180) -> tuple[float, float, float]:
+    """The dial's centre and radius refined to a fraction of a pixel: along each of ``rays``
+    rays the steepest edge between 0.7 and 1.35 of the radius (the face's rim), and a circle
+    fitted to those edge points, outliers (ticks, needle, glare) dropped. Returns the input
+    when too few edges agree."""
+    th = np.linspace(0.0, 2.0 * math.pi, rays, endpoint=False)[:, None]
+    radii = np.arange(0.7 * radius, 1.35 * radius, 0.5)
+    mx = (center[0] + radii[None, :] * np.cos(th)).astype(np.float32)
+    my = (center[1] + radii[None, :] * np.sin(th)).astype(np.float32)
+    prof = cv2.remap(gray.astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+    prof = cv2.GaussianBlur(prof, (0, 0), sigmaX=1.5, sigmaY=0.01)
+    grad = np.diff(prof, axis=1)
+    face = float(np.median(prof[:, :4]))
+    outside = float(np.median(prof[:, -4:]))
+    grad = -grad if face >= outside else grad   # the face-to-outside step, positive
+    best = np.argmax(grad, axis=1)
+    strong = grad[np.arange(rays), best] > 0.3 * float(np.median(grad.max(axis=1)))
+    rr = radii[best] + 0.25
+    pts = np.stack([center[0] + rr * np.cos(th[:, 0]), center[1] + rr * np.sin(th[:, 0])],
+                   axis=1)[strong]
+    if len(pts) < rays // 3:
+        return center[0], center[1], radius
+    cx, cy, r = _fit_circle(pts)
+    for _ in range(2):
+        res = np.abs(np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) - r)
+        keep = res < max(1.0, 2.5 * float(np.median(res)) * 1.4826)
+        if keep.sum() < rays // 3:
+            break
+        pts = pts[keep]
+        cx, cy, r = _fit_circle(pts)
+    if math.hypot(cx - center[0], cy - center[1]) > 0.3 * radius or abs(r - radius) > 0.3 * radius:
+        return center[0], center[1], radius
+    return cx, cy, r
+
+
+def _split(c: tuple[float, float, float]) -> tuple[tuple[float, float], float]:
+    return (c[0], c[1]), c[2]
 
 
 def needle_angle(gray: np.ndarray, center: tuple[float, float], radius: float,
@@ -315,10 +376,11 @@ def needle_angle(gray: np.ndarray, center: tuple[float, float], radius: float,
 
 def refine_needle(gray: np.ndarray, center: tuple[float, float], radius: float,
                   angle_deg: float, inner: float = 0.2, outer: float = 0.75,
-                  band: float = 0.08) -> float:
+                  band: float = 0.08) -> tuple[float, float]:
     """``angle_deg`` refined by a line fitted to the needle's dark pixels (within ``band``
     of the radius across the coarse ray), so that an error of the dial's centre does not
-    turn into an error of the angle. Returns the coarse angle when too few pixels fit."""
+    turn into an error of the angle, and how far that line passes from ``center`` (pixels;
+    NaN without a line). Returns the coarse angle when too few pixels fit."""
     a = math.radians(angle_deg)
     d = np.array([math.sin(a), -math.cos(a)])
     h, w = gray.shape
@@ -333,30 +395,33 @@ def refine_needle(gray: np.ndarray, center: tuple[float, float], radius: float,
     across = np.abs(rel @ np.array([-d[1], d[0]]))
     zone = (along > inner * radius) & (along < outer * radius) & (across < band * radius)
     if zone.sum() < 10:
-        return angle_deg
+        return angle_deg, math.nan
     vals = patch[zone]
     face = float(np.median(gray[y0:y1, x0:x1]))
     dark = face - vals if face >= 128 else vals - face
     thr = 0.5 * float(dark.max())
     sel = dark > thr
     if sel.sum() < 8:
-        return angle_deg
+        return angle_deg, math.nan
     pts = np.stack([xs[zone][sel], ys[zone][sel]], axis=-1).astype(np.float64)
     wts = dark[sel] - thr
     mean = (pts * wts[:, None]).sum(0) / wts.sum()
     cov = ((pts - mean).T * wts) @ (pts - mean) / wts.sum()
     evals, evecs = np.linalg.eigh(cov)
     if evals[1] < 4.0 * max(evals[0], 1e-9):  # not elongated: no line to trust
-        return angle_deg
+        return angle_deg, math.nan
     v = evecs[:, 1] * (1.0 if evecs[:, 1] @ d >= 0 else -1.0)
+    miss = abs(float((mean[0] - center[0]) * v[1] - (mean[1] - center[1]) * v[0]))
     refined = math.degrees(math.atan2(v[0], -v[1])) % 360.0
     diff = (refined - angle_deg + 180.0) % 360.0 - 180.0
-    return refined if abs(diff) < 5.0 else angle_deg
+    return (refined, miss) if abs(diff) < 5.0 else (angle_deg, miss)
 
 
-def _on_scale(angle: float, scale: GaugeScale) -> tuple[float, bool]:
+def _on_scale(angle: float, scale: GaugeScale, tolerance_deg: float = 2.0
+              ) -> tuple[float, bool]:
     """The representative of ``angle`` (mod 360) nearest the scale's sweep, and whether it
-    lies outside the sweep."""
+    lies outside the sweep by more than ``tolerance_deg`` (a needle resting on an end stop
+    reads within the reading error of that end)."""
     lo, hi = sorted((scale.min_angle_deg, scale.max_angle_deg))
     best, dist = angle, math.inf
     for k in range(-2, 3):
@@ -364,7 +429,7 @@ def _on_scale(angle: float, scale: GaugeScale) -> tuple[float, bool]:
         d = 0.0 if lo <= a <= hi else min(abs(a - lo), abs(a - hi))
         if d < dist:
             best, dist = a, d
-    return best, dist > 0.0
+    return best, dist > tolerance_deg
 
 
 def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
@@ -378,14 +443,21 @@ def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
         gray = gray[oy:oy + h, ox:ox + w]
         if gray.size == 0:
             raise GaugeError(f"the region of interest {roi} lies outside the image")
-    cx, cy, r = find_dial(gray)
+    k = max(1.0, 240.0 / min(gray.shape))  # small dials: work on a 240 px picture
+    if k > 1.0:
+        gray = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+    cx, cy, r = refine_dial(gray, *_split(refine_dial(gray, *_split(find_dial(gray)))))
     angle, prominence = needle_angle(gray, (cx, cy), r)
     if prominence < min_prominence:
         raise GaugeError(f"no clear needle on the dial (prominence {prominence:.1f} < "
                          f"{min_prominence:g})")
-    angle = refine_needle(gray, (cx, cy), r, angle)
+    angle, miss = refine_needle(gray, (cx, cy), r, angle)
+    if miss > 0.06 * r:
+        raise GaugeError(f"the needle passes {miss / k:.1f} px from the dial's centre: the "
+                         f"dial is not where it was found")
     a, off = _on_scale(angle, scale)
-    return GaugeReading(a, scale.value(a), (cx + ox, cy + oy), r, prominence, off)
+    return GaugeReading(a, scale.value(a), ((cx + 0.5) / k - 0.5 + ox, (cy + 0.5) / k - 0.5 + oy),
+                        r / k, prominence, off)
 
 
 def check_gauge(image: np.ndarray, check: GaugeCheck, roi: BBox | None = None
