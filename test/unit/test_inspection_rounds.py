@@ -5,9 +5,11 @@ radius and unknown targets are refused."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -18,11 +20,13 @@ from ilrs_robots.core.inspection.rounds import (
     RadiationCheck,
     RoundError,
     check_round_site,
+    forecast_dose,
     keep_out_center,
     load_round,
     parse_round,
     parse_round_yaml,
 )
+from ilrs_robots.sim.radiation import RadiationField
 from ilrs_robots.sim.world import load_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,3 +169,42 @@ def test_optional_fields_default_and_baselines_resolve_next_to_the_file() -> Non
     rad = rnd.points[2].checks[0]
     assert isinstance(rad, RadiationCheck) and rad.max_usv_h is None
     assert rnd.baseline_path(rnd.points[1].checks[0]) is None  # type: ignore[arg-type]
+
+
+def test_dose_forecast_in_a_uniform_field_is_rate_times_time() -> None:
+    rnd = load_round("reactor_round")
+    start = (116.0, 81.0)
+    fc = forecast_dose(rnd, lambda xy: np.full(len(xy), 3.6), start, speed=0.5,
+                       seconds_per_check=10.0)
+    here, seconds = np.array(start), 0.0
+    for p in rnd.points:
+        there = np.array([p.pose.x, p.pose.y])
+        seconds += float(np.linalg.norm(there - here)) / 0.5
+        seconds += sum(c.dwell_s if isinstance(c, RadiationCheck) else 10.0 for c in p.checks)
+        here = there
+    assert fc.total == pytest.approx(3.6 * seconds / 3600.0, rel=1e-9)
+    assert len(fc.legs) == len(fc.stops) == 6
+    rest = forecast_dose(rnd, lambda xy: np.full(len(xy), 3.6), start, from_point=4)
+    assert len(rest.legs) == 2
+
+
+def test_dose_forecast_of_the_shipped_round_in_the_world_field_is_within_budget() -> None:
+    field = RadiationField.from_world(load_world("south_pole"))
+    rnd = load_round("reactor_round")
+
+    def rate(xy: np.ndarray) -> np.ndarray:
+        return field.dose_rates(np.column_stack([xy, np.full(len(xy), 0.5)]))
+
+    fc = forecast_dose(rnd, rate, (116.0, 81.0))
+    assert fc.total < rnd.dose_budget_usv / 5  # room for detours and a stronger source
+    # the two gauge stops, in the beam of the berm's opening, take most of it
+    assert fc.stops[4] + fc.stops[5] > 0.5 * sum(fc.stops)
+    stronger = RadiationField.from_world(load_world("south_pole"))
+    stronger.sources[0] = dataclasses.replace(stronger.sources[0],
+                                              dose_rate_at_1m=100 * field.sources[0]
+                                              .dose_rate_at_1m)
+    hot = forecast_dose(rnd, lambda xy: stronger.dose_rates(
+        np.column_stack([xy, np.full(len(xy), 0.5)])), (116.0, 81.0))
+    assert hot.total > rnd.dose_budget_usv
+    with pytest.raises(ValueError, match="speed"):
+        forecast_dose(rnd, rate, (0.0, 0.0), speed=0.0)

@@ -22,17 +22,19 @@ Gauge angles are those of the needle on the dial face, in degrees clockwise from
 
 A malformed round raises :class:`RoundError` naming the file, the point and the field; typed
 reads reuse the construction designs' field reader. :func:`check_round_site` refuses points
-inside the reactor's keep-out radius and checks naming no object of the site.
+inside the reactor's keep-out radius and checks naming no object of the site;
+:func:`forecast_dose` estimates the dose a round gives the rover, against its budget.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import yaml
 
 from ilrs_robots.core.construction.designs import DesignError, _Fields
@@ -366,3 +368,47 @@ def check_round_site(rnd: Round, site: SiteLike, require_objects: bool = True) -
             if want is not None and obj.type != want:
                 raise RoundError(rnd.source, field, f"names {name!r}, a {obj.type}, not a "
                                  f"{want}", i, p.name)
+
+
+# ---------------------------------------------------------------------------------------
+# Dose forecast
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DoseForecast:
+    """The dose (uSv) a round is expected to give the rover: per leg (driving to point i)
+    and per stop (standing at point i), and in total."""
+
+    legs: tuple[float, ...]
+    stops: tuple[float, ...]
+
+    @property
+    def total(self) -> float:
+        """Whole round, uSv."""
+        return sum(self.legs) + sum(self.stops)
+
+
+def forecast_dose(rnd: Round, dose_rate: Callable[[np.ndarray], np.ndarray],
+                  start: tuple[float, float], speed: float = 0.3,
+                  seconds_per_check: float = 15.0, step: float = 0.5,
+                  from_point: int = 0) -> DoseForecast:
+    """The dose of driving the round in straight legs from ``start`` at ``speed`` (m/s) and
+    standing at each point for its radiation dwells plus ``seconds_per_check`` per other
+    check, from ``dose_rate`` (uSv/h at map points (n, 2)), e.g. the radiation map's. Routes
+    around obstacles are longer than straight legs: compare with a margin."""
+    if speed <= 0.0:
+        raise ValueError(f"speed must be positive, got {speed}")
+    legs, stops = [], []
+    here = np.asarray(start, dtype=float)
+    for p in rnd.points[from_point:]:
+        there = np.array([p.pose.x, p.pose.y])
+        length = float(np.linalg.norm(there - here))
+        n = max(1, int(math.ceil(length / step)))
+        mids = here + (np.arange(n)[:, None] + 0.5) / n * (there - here)
+        rates = np.asarray(dose_rate(mids), dtype=float)
+        legs.append(float(rates.mean()) * length / speed / 3600.0)
+        stay = sum(c.dwell_s if isinstance(c, RadiationCheck) else seconds_per_check
+                   for c in p.checks)
+        stops.append(float(np.asarray(dose_rate(there[None, :]), dtype=float)[0])
+                     * stay / 3600.0)
+        here = there
+    return DoseForecast(tuple(legs), tuple(stops))
