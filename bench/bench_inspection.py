@@ -3,8 +3,9 @@ change-detection precision and recall over seeded planted anomalies, and the tim
 
 Gauges (ilrs_robots.core.inspection.synthetic.draw_gauge): needle angle uniform over a
 -135..135 deg scale, dial off-centre by up to 12 px, brightness gain 0.7..1.2 and bias +-20,
-at two image qualities: "clear" (240 px, noise 8, blur 1.5 px) and "poor" (120 px, noise 15,
-blur 2.5 px). Error: |read - true| needle angle; a refused reading counts as a failure.
+at image qualities "clear" (240 px, noise 8, blur 1.5 px), "poor" (120 px, noise 15, blur
+2.5 px), and "clear" seen 37 deg and 45 deg off-axis (foreshortened to 0.8 and 0.7 along a
+random direction). Error: |read - true| needle angle; a refused reading counts as a failure.
 
 Changes: a textured 640x480 scene, seen again from a random small change of viewpoint and
 light (Viewpoint.random: strength 1 = +-3 deg, +-15 px, +-3 % scale, 6 px tilt, gain
@@ -29,6 +30,7 @@ from ilrs_robots.core.inspection.synthetic import (
     Viewpoint,
     degrade,
     draw_gauge,
+    foreshorten,
     plant_object,
     textured_scene,
 )
@@ -41,19 +43,23 @@ from ilrs_robots.core.inspection.visual import (
 )
 
 SCALE = GaugeScale(-135.0, 135.0, 0.0, 10.0)
-QUALITIES = {"clear": (240, 8.0, 1.5), "poor": (120, 15.0, 2.5)}
+QUALITIES = {"clear": (240, 8.0, 1.5, 1.0), "poor": (120, 15.0, 2.5, 1.0),
+             "oblique 37 deg": (240, 8.0, 1.5, 0.8), "oblique 45 deg": (240, 8.0, 1.5, 0.7)}
 
 
 def bench_gauges(n: int) -> list[tuple[str, ...]]:
     rows = []
-    for name, (size, noise, blur) in QUALITIES.items():
+    for name, (size, noise, blur, squash) in QUALITIES.items():
         errors, times, failed = [], [], 0
         for seed in range(n):
             rng = np.random.default_rng(10_000 + seed)
             angle = float(rng.uniform(-135.0, 135.0))
             off = tuple(int(v) for v in rng.integers(-size // 20, size // 20 + 1, 2))
-            img = degrade(draw_gauge(angle, SCALE, size=size, offset=off), seed, noise, blur,
-                          float(rng.uniform(0.7, 1.2)), float(rng.uniform(-20.0, 20.0)))
+            img = draw_gauge(angle, SCALE, size=size, offset=off)
+            if squash < 1.0:
+                img = foreshorten(img, squash, float(rng.uniform(0.0, 180.0)))
+            img = degrade(img, seed, noise, blur, float(rng.uniform(0.7, 1.2)),
+                          float(rng.uniform(-20.0, 20.0)))
             t = time.perf_counter()
             try:
                 reading = read_gauge(img, SCALE)
@@ -64,7 +70,7 @@ def bench_gauges(n: int) -> list[tuple[str, ...]]:
                 times.append(time.perf_counter() - t)
             errors.append(abs(reading.angle_deg - angle))
         e = np.array(errors) if errors else np.array([np.nan])
-        rows.append((f"gauge {name} ({size} px)", str(n), f"{np.mean(e):.2f}",
+        rows.append((f"gauge {name}, {size} px", str(n), f"{np.mean(e):.2f}",
                      f"{np.percentile(e, 95):.2f}", f"{np.max(e):.2f}", str(failed),
                      f"{1000 * statistics.median(times):.0f}"))
     return rows

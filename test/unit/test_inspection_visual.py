@@ -13,6 +13,7 @@ from ilrs_robots.core.inspection.synthetic import (
     Viewpoint,
     degrade,
     draw_gauge,
+    foreshorten,
     plant_object,
     textured_scene,
 )
@@ -56,6 +57,28 @@ def test_small_noisy_blurred_gauges_are_read_within_two_degrees() -> None:
         img = degrade(draw_gauge(angle, SCALE, size=120), seed, noise=15.0, blur=2.5,
                       gain=float(rng.uniform(0.7, 1.2)))
         assert read_gauge(img, SCALE).angle_deg == pytest.approx(angle, abs=2.0)
+
+
+@pytest.mark.parametrize("squash, axis", [(0.9, 0.0), (0.8, 30.0), (0.75, 100.0)])
+def test_a_dial_seen_obliquely_is_read_as_seen_face_on(squash: float, axis: float) -> None:
+    for seed in range(6):
+        angle = float(np.random.default_rng(3000 + seed).uniform(-135.0, 135.0))
+        img = degrade(foreshorten(draw_gauge(angle, SCALE), squash, axis), seed, 6.0, 1.2)
+        assert read_gauge(img, SCALE).angle_deg == pytest.approx(angle, abs=1.5)
+
+
+def test_a_dial_seen_45_degrees_off_axis_is_read_or_refused_never_misread() -> None:
+    refused = 0
+    for seed in range(8):
+        angle = float(np.random.default_rng(4000 + seed).uniform(-135.0, 135.0))
+        img = degrade(foreshorten(draw_gauge(angle, SCALE), 0.7, 60.0), seed, 6.0, 1.2)
+        try:
+            reading = read_gauge(img, SCALE)
+        except GaugeError:
+            refused += 1
+            continue
+        assert reading.angle_deg == pytest.approx(angle, abs=2.0)
+    assert refused <= 2  # most are read
 
 
 @pytest.mark.parametrize("angle", [-135.0, -90.0, 0.0, 45.0, 90.0, 135.0])

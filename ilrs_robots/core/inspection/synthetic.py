@@ -162,3 +162,16 @@ class Viewpoint:
         out = cv2.warpPerspective(img, hm, (img.shape[1], img.shape[0]),
                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return degrade(out, seed + 1, self.noise, 0.0, self.gain, self.bias), hm
+
+
+def foreshorten(img: np.ndarray, squash: float, axis_deg: float = 0.0) -> np.ndarray:
+    """``img`` as seen obliquely (affine approximation): shrunk by ``squash`` (cos of the
+    viewing angle) along the direction ``axis_deg`` (from the image's x axis, towards y)
+    about the image centre; edges replicated."""
+    h, w = img.shape[:2]
+    u = np.array([math.cos(math.radians(axis_deg)), math.sin(math.radians(axis_deg))])
+    m = np.eye(2) + (squash - 1.0) * np.outer(u, u)
+    c = np.array([w / 2.0, h / 2.0])
+    a = np.hstack([m, (c - m @ c)[:, None]])
+    return cv2.warpAffine(img, a, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)

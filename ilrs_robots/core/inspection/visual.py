@@ -13,13 +13,16 @@ misalignment at edges does not count; an object that appeared or left does), and
 pixels are opened, closed and grouped into regions (bounding box in the baseline's pixels,
 share of the compared area).
 
-Gauge reading (:func:`read_gauge`). The dial is a Hough circle (searched in a given region
-of interest, small pictures upscaled to 240 px) refined by a circle fitted to the rim's edge
-along 180 rays; the needle is the peak of the dial's radial darkness profile (mean darkness
-along rays from the hub to 0.75 of the radius, every 0.25 deg), refined by the profile's
-centroid around the peak and then by a line fitted to the needle's dark pixels (which an error
-of the dial's centre does not bias). Its angle (clockwise from 12 o'clock) becomes a value
-through the gauge's :class:`~ilrs_robots.core.inspection.rounds.GaugeScale`.
+Gauge reading (:func:`read_gauge`). The dial is a Hough circle, or the largest elliptical blob
+when no circle fits its rim (searched in a given region of interest; small pictures upscaled
+to 240 px), refined by a circle fitted to the rim's edge along 180 rays; a dial seen obliquely
+(an ellipse fitted to the rim) is stretched back into a circle along its minor axis, and a
+dial whose rim does not then lie on its circle is refused. The needle is the peak of the
+dial's radial darkness profile (mean darkness along rays from the hub to 0.75 of the radius,
+every 0.25 deg), refined by the profile's centroid around the peak and then by a line fitted
+to the needle's dark pixels (which an error of the dial's centre does not bias; a line that
+misses the centre is refused). Its angle (clockwise from 12 o'clock) becomes a value through
+the gauge's :class:`~ilrs_robots.core.inspection.rounds.GaugeScale`.
 """
 
 from __future__ import annotations
@@ -290,6 +293,31 @@ def find_dial(gray: np.ndarray) -> tuple[float, float, float]:
     raise GaugeError("no dial (circle) found in the image")
 
 
+def find_dial_outline(gray: np.ndarray) -> tuple[float, float, float] | None:
+    """Centre and mean radius of the largest elliptical bright (or dark) blob of a grey
+    image, by Otsu threshold, contours and an ellipse fit: a dial seen too obliquely for the
+    Hough circle. None without one."""
+    blur = cv2.GaussianBlur(gray, (5, 5), 1.5)
+    small = min(gray.shape)
+    best = None
+    for flag in (cv2.THRESH_BINARY, cv2.THRESH_BINARY_INV):
+        _, bw = cv2.threshold(blur, 0, 255, flag | cv2.THRESH_OTSU)
+        bw = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+        contours, _ = cv2.findContours(bw, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        for c in contours:
+            bx, by, bw_, bh_ = cv2.boundingRect(c)
+            if (len(c) < 20 or bx <= 1 or by <= 1 or bx + bw_ >= gray.shape[1] - 1
+                    or by + bh_ >= gray.shape[0] - 1):  # cut by the frame: not a whole dial
+                continue
+            (ex, ey), (w, h), _ = cv2.fitEllipse(c)
+            area = cv2.contourArea(c)
+            fill = area / max(math.pi * w * h / 4.0, 1e-9)
+            if (0.85 < fill < 1.15 and min(w, h) > 0.25 * small and min(w, h) / max(w, h) > 0.4
+                    and (best is None or area > best[0])):
+                best = (area, ex, ey, (w + h) / 4.0)
+    return None if best is None else (best[1], best[2], best[3])
+
+
 def _fit_circle(pts: np.ndarray) -> tuple[float, float, float]:
     """Least-squares (Kasa) circle through points (n, 2)."""
     x, y = pts[:, 0], pts[:, 1]
@@ -299,12 +327,10 @@ def _fit_circle(pts: np.ndarray) -> tuple[float, float, float]:
     return float(cx), float(cy), float(math.sqrt(max(sol[2] + cx * cx + cy * cy, 0.0)))
 
 
-def refine_dial(gray: np.ndarray, center: tuple[float, float], radius: float,
-                rays: int = 180) -> tuple[float, float, float]:
-    """The dial's centre and radius refined to a fraction of a pixel: along each of ``rays``
-    rays the steepest edge between 0.7 and 1.35 of the radius (the face's rim), and a circle
-    fitted to those edge points, outliers (ticks, needle, glare) dropped. Returns the input
-    when too few edges agree."""
+def _rim_points(gray: np.ndarray, center: tuple[float, float], radius: float,
+                rays: int = 180) -> np.ndarray:
+    """Along each of ``rays`` rays from ``center``, the steepest face-to-outside edge
+    between 0.7 and 1.35 of ``radius`` (the face's rim); the strong ones, (n, 2)."""
     th = np.linspace(0.0, 2.0 * math.pi, rays, endpoint=False)[:, None]
     radii = np.arange(0.7 * radius, 1.35 * radius, 0.5)
     mx = (center[0] + radii[None, :] * np.cos(th)).astype(np.float32)
@@ -319,8 +345,16 @@ def refine_dial(gray: np.ndarray, center: tuple[float, float], radius: float,
     best = np.argmax(grad, axis=1)
     strong = grad[np.arange(rays), best] > 0.3 * float(np.median(grad.max(axis=1)))
     rr = radii[best] + 0.25
-    pts = np.stack([center[0] + rr * np.cos(th[:, 0]), center[1] + rr * np.sin(th[:, 0])],
-                   axis=1)[strong]
+    return np.stack([center[0] + rr * np.cos(th[:, 0]), center[1] + rr * np.sin(th[:, 0])],
+                    axis=1)[strong]
+
+
+def refine_dial(gray: np.ndarray, center: tuple[float, float], radius: float,
+                rays: int = 180) -> tuple[float, float, float]:
+    """The dial's centre and radius refined to a fraction of a pixel: a circle fitted to the
+    rim's edge points (:func:`_rim_points`), outliers (ticks, needle, glare) dropped. Returns
+    the input when too few edges agree."""
+    pts = _rim_points(gray, center, radius, rays)
     if len(pts) < rays // 3:
         return center[0], center[1], radius
     cx, cy, r = _fit_circle(pts)
@@ -334,6 +368,47 @@ def refine_dial(gray: np.ndarray, center: tuple[float, float], radius: float,
     if math.hypot(cx - center[0], cy - center[1]) > 0.3 * radius or abs(r - radius) > 0.3 * radius:
         return center[0], center[1], radius
     return cx, cy, r
+
+
+def rim_support(gray: np.ndarray, center: tuple[float, float], radius: float,
+                rays: int = 180) -> float:
+    """The share of rays whose rim edge lies on the circle (within 3 % of the radius): near
+    1 for a dial found where it is, low for a circle the Hough transform made up."""
+    pts = _rim_points(gray, center, radius, rays)
+    if len(pts) == 0:
+        return 0.0
+    res = np.abs(np.hypot(pts[:, 0] - center[0], pts[:, 1] - center[1]) - radius)
+    return float((res < max(1.5, 0.03 * radius)).sum()) / rays
+
+
+def dial_rectification(gray: np.ndarray, center: tuple[float, float], radius: float,
+                       rays: int = 180, min_squash: float = 0.03) -> np.ndarray | None:
+    """The affine map (2x3) that turns an obliquely seen dial (an ellipse fitted to its rim)
+    back into a circle, stretching along the ellipse's minor axis about its centre; None when
+    the dial is round within ``min_squash`` or no ellipse fits."""
+    pts = _rim_points(gray, center, radius, rays)
+    if len(pts) < rays // 3:
+        return None
+    for _ in range(3):
+        (ex, ey), (w, h), ang = cv2.fitEllipse(pts.astype(np.float32))
+        if min(w, h) <= 0:
+            return None
+        t = math.radians(ang)
+        u, v = np.array([math.cos(t), math.sin(t)]), np.array([-math.sin(t), math.cos(t)])
+        rel = pts - (ex, ey)
+        rho = np.hypot(rel @ u / (w / 2), rel @ v / (h / 2))
+        res = np.abs(rho - 1.0)
+        keep = res < max(0.01, 2.5 * 1.4826 * float(np.median(res)))
+        if keep.all() or keep.sum() < rays // 3:
+            break
+        pts = pts[keep]
+    major, minor = max(w, h) / 2, min(w, h) / 2
+    if minor / major > 1.0 - min_squash or minor / major < 0.4:
+        return None
+    axis = u if w < h else v  # the minor axis
+    m = np.eye(2) + (major / minor - 1.0) * np.outer(axis, axis)
+    c = np.array([ex, ey])
+    return np.hstack([m, (c - m @ c)[:, None]])
 
 
 def _split(c: tuple[float, float, float]) -> tuple[tuple[float, float], float]:
@@ -432,10 +507,28 @@ def _on_scale(angle: float, scale: GaugeScale, tolerance_deg: float = 2.0
     return best, dist > tolerance_deg
 
 
+def _locate(gray: np.ndarray, start: tuple[float, float, float]
+            ) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
+    """From a rough dial (centre, radius): the refined dial, rectified when seen obliquely.
+    Returns the (rectified) picture, the affine map back to ``gray``, centre, radius and the
+    rim's support (:func:`rim_support`)."""
+    cx, cy, r = refine_dial(gray, *_split(refine_dial(gray, *_split(start))))
+    back = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    rect = dial_rectification(gray, (cx, cy), r)
+    if rect is not None:  # seen obliquely: read it as if seen face-on
+        gray = cv2.warpAffine(gray, rect, (gray.shape[1], gray.shape[0]),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        back = cv2.invertAffineTransform(rect)
+        cx, cy = (float(v) for v in rect @ (cx, cy, 1.0))
+        cx, cy, r = refine_dial(gray, *_split(refine_dial(gray, (cx, cy), r * 1.05)))
+    return gray, back, cx, cy, r, rim_support(gray, (cx, cy), r)
+
+
 def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
-               min_prominence: float = 4.0) -> GaugeReading:
+               min_prominence: float = 4.0, min_rim_support: float = 0.45) -> GaugeReading:
     """Read an analogue gauge: find the dial (inside ``roi`` when given), the needle, and its
-    value on ``scale``. :class:`GaugeError` when no dial or no clear needle is found."""
+    value on ``scale``. :class:`GaugeError` when no dial is found, less than
+    ``min_rim_support`` of its rim lies on the fitted circle, or no clear needle is found."""
     gray = _gray(image)
     ox, oy = 0, 0
     if roi is not None:
@@ -446,7 +539,22 @@ def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
     k = max(1.0, 240.0 / min(gray.shape))  # small dials: work on a 240 px picture
     if k > 1.0:
         gray = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
-    cx, cy, r = refine_dial(gray, *_split(refine_dial(gray, *_split(find_dial(gray)))))
+    candidates = []
+    try:
+        candidates.append(find_dial(gray))
+    except GaugeError:
+        pass
+    located = [_locate(gray, c) for c in candidates]
+    if not located or located[0][-1] < min_rim_support:
+        outline = find_dial_outline(gray)  # an oblique dial: no circle, an ellipse
+        if outline is not None:
+            located.append(_locate(gray, outline))
+    if not located:
+        raise GaugeError("no dial (circle or ellipse) found in the image")
+    gray, back, cx, cy, r, support = max(located, key=lambda x: x[-1])
+    if support < min_rim_support:
+        raise GaugeError(f"no dial found reliably: only {support:.0%} of its rim lies on a "
+                         f"circle (the dial may be seen too obliquely or be occluded)")
     angle, prominence = needle_angle(gray, (cx, cy), r)
     if prominence < min_prominence:
         raise GaugeError(f"no clear needle on the dial (prominence {prominence:.1f} < "
@@ -456,6 +564,7 @@ def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
         raise GaugeError(f"the needle passes {miss / k:.1f} px from the dial's centre: the "
                          f"dial is not where it was found")
     a, off = _on_scale(angle, scale)
+    cx, cy = (float(v) for v in back @ (cx, cy, 1.0))
     return GaugeReading(a, scale.value(a), ((cx + 0.5) / k - 0.5 + ox, (cy + 0.5) / k - 0.5 + oy),
                         r / k, prominence, off)
 
