@@ -94,14 +94,17 @@ class TiltFilter:
         return math.atan2(ay, az), math.atan2(-ax, math.hypot(ay, az))
 
     def update(self, dt: float, accel: np.ndarray, gyro: np.ndarray,
-               centripetal: float = 0.0) -> None:
+               centripetal: float = 0.0, forward: float = 0.0) -> None:
         """Propagate by ``dt`` with the body rates and correct with the accelerometer
-        (``centripetal`` = v w, m/s^2, is removed from the lateral axis first)."""
+        (``centripetal`` = v w and ``forward`` = dv/dt, m/s^2, are removed from the lateral
+        and forward axes first: under lunar gravity 0.3 m/s^2 of acceleration alone would
+        read as 10 deg of tilt)."""
         a = np.array(accel, dtype=np.float64)
+        a[0] -= forward
         a[1] -= centripetal
         r_acc, p_acc = self.from_accel(a)
         err = abs(float(np.linalg.norm(a)) - self.gravity) / self.gravity
-        trust = max(0.0, 1.0 - err / 0.2)  # fades out beyond 20 % of g of acceleration
+        trust = max(0.0, 1.0 - err / 0.1)  # fades out beyond 10 % of g of acceleration
         if not self.initialised:
             if trust > 0.5:
                 self.roll, self.pitch, self.initialised = r_acc, p_acc, True
@@ -140,6 +143,8 @@ class RoverEKF:
         self._last_gyro: float | None = None
         self._wheel_stamp: float | None = None
         self._imu_stamp: float | None = None
+        self._imu_speed = 0.0  # the speed at the previous IMU sample (forward acceleration)
+        self._imu_accel = 0.0  # smoothed forward acceleration (m/s^2)
         self._linear_slip = 0.0
         self._yaw_slip = 0.0
         self._slipping = False
@@ -325,7 +330,13 @@ class RoverEKF:
         self._imu_stamp = stamp
         self.predict(stamp)
         dt = 0.0 if prev is None else min(max(0.0, stamp - prev), 1.0)
-        self.tilt.update(dt, accel, gyro, centripetal=float(self.x[V] * self.x[W]))
+        v = float(self.x[V])
+        if dt > 0:  # the speed moves in steps at wheel updates: smoothed over 0.2 s
+            raw = (v - self._imu_speed) / dt
+            self._imu_accel += min(1.0, dt / 0.2) * (raw - self._imu_accel)
+        self._imu_speed = v
+        forward = float(np.clip(self._imu_accel, -1.0, 1.0))
+        self.tilt.update(dt, accel, gyro, centripetal=v * float(self.x[W]), forward=forward)
         rate = self.tilt.yaw_rate(gyro)
         self._last_gyro = rate
         H = np.zeros((1, N_STATE))

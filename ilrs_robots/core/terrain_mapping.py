@@ -112,27 +112,33 @@ class PoseHistory:
 def level_to_map(local: ElevationMap, pts: np.ndarray, centre: tuple[float, float],
                  min_overlap: int = 300, max_tilt: float = 0.09, max_offset: float = 0.5
                  ) -> np.ndarray:
-    """``pts`` (map frame, N x 3) with their heights corrected by the plane (offset and two
-    slopes about ``centre``) that best fits their difference to the heights ``local`` already
-    holds where they overlap (robust: residuals far from the median are left out).
-
-    The pose that places a frame carries the localization's roll, pitch and height errors
-    (an accelerometer bias of 0.05 m/s^2 tilts the estimate by 1.8 deg under lunar gravity,
-    fixed to the rover's body): frames seen from other headings then disagree by tens of
-    centimetres at 10 m, and the seams read as steps and rocks that are not there. Tied to
-    the map they join, frames stay consistent; the map as a whole is tied to the prior by
-    :class:`VerticalAlignment`. Corrections beyond ``max_tilt`` (rad) or ``max_offset`` (m)
-    are not applied (not a pose error: a new view, a moved map)."""
+    """``pts`` levelled (:func:`level_points`) to the heights ``local`` already holds."""
     if len(pts) == 0:
         return pts
     n = local.cells
     ix, iy = local.index_of(pts[:, 0], pts[:, 1])
     inside = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
     ref = np.full(len(pts), np.nan)
-    mean = local.mean
-    ref[inside] = mean[iy[inside], ix[inside]]
+    ref[inside] = local.mean[iy[inside], ix[inside]]
+    return level_points(pts, ref, centre, min_overlap, max_tilt, max_offset)
+
+
+def level_points(pts: np.ndarray, ref: np.ndarray, centre: tuple[float, float],
+                 min_overlap: int = 300, max_tilt: float = 0.09, max_offset: float = 0.5
+                 ) -> np.ndarray:
+    """``pts`` (map frame, N x 3) with their heights corrected by the plane (offset and two
+    slopes about ``centre``) that best fits their difference to reference heights ``ref``
+    (one per point, NaN where none; robust: residuals far from the median are left out).
+
+    The pose that places a frame carries the localization's roll, pitch and height errors
+    (an accelerometer bias of 0.05 m/s^2 tilts the estimate by 1.8 deg under lunar gravity,
+    fixed to the rover's body): frames seen from other headings then disagree by tens of
+    centimetres at 10 m, and the seams read as steps and rocks that are not there. Tied to
+    a reference (the prior DEM: coarse and noisy but not tilted, fitted over thousands of
+    points), frames stay level and consistent. Corrections beyond ``max_tilt`` (rad) or
+    ``max_offset`` (m) are not applied (not a pose error)."""
     ok = np.isfinite(ref)
-    if ok.sum() < min_overlap:
+    if len(pts) == 0 or ok.sum() < min_overlap:
         return pts
     r = pts[ok, 2] - ref[ok]
     med = np.median(r)
@@ -162,7 +168,7 @@ class MapperConfig:
     disparity_sigma: float = 0.25  # px, for the points' variance
     depth_sigma: float = 0.002  # m at 1 m, for a depth image's points (grows with depth^2)
     align_to_prior: bool = True
-    level_frames: bool = True  # tie each frame's height and tilt to the local map it joins
+    level_frames: bool = True  # tie each frame's height and tilt to the prior DEM
 
 
 @dataclass
@@ -224,8 +230,9 @@ class TerrainMapper:
         """Add map-frame points to the local map, find its hazards, merge into the global."""
         c = self.config
         self.local.recenter(*rover_xy)
-        if c.level_frames:
-            pts = level_to_map(self.local, pts, rover_xy)
+        if c.level_frames and len(pts):
+            ref = np.asarray(self.prior.height_at(pts[:, 0], pts[:, 1]), dtype=np.float64)
+            pts = level_points(pts, ref, rover_xy, max_offset=5.0)
         n = self.local.add_points(pts, var)
         hz = self.local.hazards(c.limits)
         offset = 0.0

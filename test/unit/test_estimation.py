@@ -286,3 +286,20 @@ def test_tilt_follows_the_ground_when_the_filter_is_predicted_before_each_imu_sa
     roll, p, _ = ekf.rpy
     assert abs(roll) < math.radians(0.2)
     assert p == pytest.approx(-pitch, abs=math.radians(0.3))
+
+
+def test_speeding_up_on_level_ground_is_not_read_as_tilt():
+    """Under lunar gravity the base's 0.5 m/s^2 reads as 17 deg of pitch on the
+    accelerometer: the filter takes the acceleration out before it levels the tilt."""
+    ekf = RoverEKF(stamp=0.0)
+    g, t, v, worst = 1.62, 0.0, 0.0, 0.0
+    for i in range(600):  # 1 s at rest, 0.8 s speeding up to 0.4 m/s, then cruising
+        t += 0.01
+        a = 0.5 if 1.0 <= t < 1.8 else 0.0
+        v += a * 0.01
+        ekf.predict(t)
+        ekf.update_imu(t, np.array([a, 0.0, g]), np.zeros(3))
+        if i % 5 == 0:
+            ekf.update_wheel_odometry(t, v, 0.0)
+        worst = max(worst, abs(ekf.rpy[1]))
+    assert worst < math.radians(1.5)
