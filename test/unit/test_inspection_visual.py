@@ -5,6 +5,7 @@ shows something else."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -111,6 +112,27 @@ def test_gauge_in_a_region_of_interest_of_a_cluttered_picture() -> None:
     reading = read_gauge(degrade(scene, 1, noise=5.0, blur=1.0), SCALE, roi=(230, 80, 200, 200))
     assert reading.angle_deg == pytest.approx(-40.0, abs=1.5)
     assert reading.center[0] == pytest.approx(330.0, abs=4.0)
+
+
+def test_gauge_found_in_a_whole_cluttered_frame_without_a_region_of_interest() -> None:
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        angle = float(rng.uniform(-135.0, 135.0))
+        scene = textured_scene(seed)  # has discs of its own, some crossed by lines
+        size = int(rng.integers(110, 200))
+        x, y = int(rng.integers(0, 640 - size)), int(rng.integers(0, 480 - size))
+        scene[y:y + size, x:x + size] = draw_gauge(angle, SCALE, size=size)
+        reading = read_gauge(degrade(scene, seed, 5.0, 1.0), SCALE)
+        assert reading.angle_deg == pytest.approx(angle, abs=1.5)
+        assert reading.center == pytest.approx((x + size / 2, y + size / 2), abs=3.0)
+
+
+def test_a_line_across_a_disc_is_no_needle() -> None:
+    img = np.full((240, 240, 3), 90, np.uint8)
+    cv2.circle(img, (120, 120), 100, (235, 235, 230), -1, cv2.LINE_AA)
+    cv2.line(img, (50, 50), (190, 190), (20, 20, 20), 3, cv2.LINE_AA)
+    with pytest.raises(GaugeError, match="whole dial"):
+        read_gauge(degrade(img, 0), SCALE)
 
 
 def test_no_dial_or_no_needle_is_refused() -> None:

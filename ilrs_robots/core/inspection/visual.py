@@ -276,21 +276,28 @@ class GaugeReading:
     off_scale: bool = False
 
 
+def dial_candidates(gray: np.ndarray, n: int = 5) -> list[tuple[float, float, float]]:
+    """Up to ``n`` circles (centre, radius in pixels) of a grey image, strongest first, that
+    may be a gauge's dial (radius 5..55 % of the picture's smaller side), asking the Hough
+    transform for less and less evidence until some are found."""
+    small = min(gray.shape)
+    img = cv2.medianBlur(gray, 5)
+    for votes in (50, 35, 25):
+        circles = cv2.HoughCircles(img, cv2.HOUGH_GRADIENT, dp=1.0, minDist=max(8, small // 10),
+                                   param1=120, param2=votes, minRadius=max(8, small // 20),
+                                   maxRadius=int(0.55 * small))
+        if circles is not None:
+            return [(float(x), float(y), float(r)) for x, y, r in circles[0][:n]]
+    return []
+
+
 def find_dial(gray: np.ndarray) -> tuple[float, float, float]:
     """Centre and radius (pixels) of the most prominent circle of a grey image (a gauge's
-    dial), asking the Hough transform for less and less evidence until one is found;
-    :class:`GaugeError` when there is none."""
-    h, w = gray.shape
-    small = min(h, w)
-    img = cv2.medianBlur(gray, 5)
-    for votes in (0.4, 0.3, 0.22):
-        circles = cv2.HoughCircles(img, cv2.HOUGH_GRADIENT, dp=1.0, minDist=small / 2,
-                                   param1=120, param2=max(12, int(votes * small / 2)),
-                                   minRadius=int(0.15 * small), maxRadius=int(0.55 * small))
-        if circles is not None:
-            x, y, r = (float(v) for v in circles[0][0])
-            return x, y, r
-    raise GaugeError("no dial (circle) found in the image")
+    dial); :class:`GaugeError` when there is none."""
+    found = dial_candidates(gray, 1)
+    if not found:
+        raise GaugeError("no dial (circle) found in the image")
+    return found[0]
 
 
 def find_dial_outline(gray: np.ndarray) -> tuple[float, float, float] | None:
@@ -417,10 +424,11 @@ def _split(c: tuple[float, float, float]) -> tuple[tuple[float, float], float]:
 
 def needle_angle(gray: np.ndarray, center: tuple[float, float], radius: float,
                  inner: float = 0.2, outer: float = 0.75, step_deg: float = 0.25
-                 ) -> tuple[float, float]:
+                 ) -> tuple[float, float, float]:
     """The needle's angle (deg clockwise from 12 o'clock, in [0, 360)) on a dial, from its
-    radial darkness profile between ``inner`` and ``outer`` of the radius, and its prominence.
-    A face darker than its needle is inverted first."""
+    radial darkness profile between ``inner`` and ``outer`` of the radius, its prominence, and
+    the profile's height opposite the peak relative to the peak's (near 0 for a needle, near
+    1 for a line across the dial). A face darker than its needle is inverted first."""
     angles = np.arange(0.0, 360.0, step_deg)
     radii = np.linspace(inner * radius, outer * radius, max(8, int((outer - inner) * radius)))
     th = np.radians(angles)[:, None]
@@ -439,14 +447,17 @@ def needle_angle(gray: np.ndarray, center: tuple[float, float], radius: float,
     peak = int(np.argmax(smooth))
     spread = float(np.median(np.abs(smooth - np.median(smooth)))) + 1e-6
     prominence = (smooth[peak] - float(np.median(smooth))) / spread
+    base = float(np.median(smooth))
+    opposite = (float(smooth[(peak + n // 2) % n]) - base) / max(float(smooth[peak]) - base,
+                                                                 1e-6)
     half = int(round(3.0 / step_deg))
     idx = np.arange(peak - half, peak + half + 1)
     wts = profile[idx % n] - np.median(profile)
     wts = np.clip(wts, 0.0, None)
     if wts.sum() <= 0:
-        return float(angles[peak]), prominence
+        return float(angles[peak]), prominence, opposite
     offset = float((wts * (idx - peak)).sum() / wts.sum()) * step_deg
-    return float((angles[peak] + offset) % 360.0), prominence
+    return float((angles[peak] + offset) % 360.0), prominence, opposite
 
 
 def refine_needle(gray: np.ndarray, center: tuple[float, float], radius: float,
@@ -539,34 +550,52 @@ def read_gauge(image: np.ndarray, scale: GaugeScale, roi: BBox | None = None,
     k = max(1.0, 240.0 / min(gray.shape))  # small dials: work on a 240 px picture
     if k > 1.0:
         gray = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
-    candidates = []
-    try:
-        candidates.append(find_dial(gray))
-    except GaugeError:
-        pass
-    located = [_locate(gray, c) for c in candidates]
-    if not located or located[0][-1] < min_rim_support:
+    located = [_locate(gray, c) for c in dial_candidates(gray)]
+    if not located or max(x[-1] for x in located) < min_rim_support:
         outline = find_dial_outline(gray)  # an oblique dial: no circle, an ellipse
         if outline is not None:
             located.append(_locate(gray, outline))
     if not located:
         raise GaugeError("no dial (circle or ellipse) found in the image")
-    gray, back, cx, cy, r, support = max(located, key=lambda x: x[-1])
-    if support < min_rim_support:
-        raise GaugeError(f"no dial found reliably: only {support:.0%} of its rim lies on a "
-                         f"circle (the dial may be seen too obliquely or be occluded)")
-    angle, prominence = needle_angle(gray, (cx, cy), r)
+    # every candidate that is a dial with a needle; the clearest needle wins (a plain disc
+    # in the scene can be rounder than the dial, never has as clear a needle)
+    errors, readings = [], []
+    for pic, back, cx, cy, r, support in sorted(located, key=lambda x: -x[-1]):
+        if support < min_rim_support:
+            errors.append(f"no dial found reliably: only {support:.0%} of its rim lies on a "
+                          f"circle (the dial may be seen too obliquely or be occluded)")
+            continue
+        try:
+            angle, prominence = _needle(pic, (cx, cy), r, min_prominence, k)
+        except GaugeError as exc:
+            errors.append(str(exc))
+            continue
+        a, off = _on_scale(angle, scale)
+        cx, cy = (float(v) for v in back @ (cx, cy, 1.0))
+        readings.append(GaugeReading(a, scale.value(a), ((cx + 0.5) / k - 0.5 + ox,
+                                                         (cy + 0.5) / k - 0.5 + oy),
+                                     r / k, prominence, off))
+    if not readings:
+        raise GaugeError(errors[0])
+    return max(readings, key=lambda g: g.prominence)
+
+
+def _needle(gray: np.ndarray, center: tuple[float, float], r: float, min_prominence: float,
+            k: float) -> tuple[float, float]:
+    """The needle's angle and prominence on a located dial, or :class:`GaugeError` when
+    there is no clear, one-sided needle through the centre."""
+    angle, prominence, opposite = needle_angle(gray, center, r)
     if prominence < min_prominence:
         raise GaugeError(f"no clear needle on the dial (prominence {prominence:.1f} < "
                          f"{min_prominence:g})")
-    angle, miss = refine_needle(gray, (cx, cy), r, angle)
+    if opposite > 0.5:
+        raise GaugeError("the 'needle' runs through the whole dial: a line across a disc, "
+                         "not a gauge")
+    angle, miss = refine_needle(gray, center, r, angle)
     if miss > 0.06 * r:
         raise GaugeError(f"the needle passes {miss / k:.1f} px from the dial's centre: the "
                          f"dial is not where it was found")
-    a, off = _on_scale(angle, scale)
-    cx, cy = (float(v) for v in back @ (cx, cy, 1.0))
-    return GaugeReading(a, scale.value(a), ((cx + 0.5) / k - 0.5 + ox, (cy + 0.5) / k - 0.5 + oy),
-                        r / k, prominence, off)
+    return angle, prominence
 
 
 def check_gauge(image: np.ndarray, check: GaugeCheck, roi: BBox | None = None
