@@ -1,8 +1,9 @@
 """sim: the embedded lunar simulator as a ROS node.
 
-Runs MuJoCo physics of the world's rover, serves its RoboClaw bus (`<run_dir>/<robot>/roboclaw`)
-and its serial JPEG camera (`<run_dir>/<robot>/vc0706`, the mast camera's view) on
-pseudo-terminals for the unchanged drivers, with `printer: true` the gantry printer at the
+Runs MuJoCo physics of the world's rover, serves its RoboClaw bus (`<run_dir>/<robot>/roboclaw`),
+its serial JPEG camera (`<run_dir>/<robot>/vc0706`, the mast camera's view) and its GMC-320
+Geiger counter (`<run_dir>/<robot>/gmc`, counting in the world's radiation field where the rover
+is) on pseudo-terminals for the unchanged drivers, with `printer: true` the gantry printer at the
 construction site (`<run_dir>/<printer_robot>/printer`, its deposit joining the terrain, its
 site height image on `/<printer_robot>/site_camera/height`), and publishes /clock, the IMU,
 the cameras (stereo pair and mast camera, with camera_info and JPEG; with `depth_rate` a
@@ -44,6 +45,7 @@ from ilrs_robots.drivers.print_files import load_printer  # noqa: E402
 from ilrs_robots.nodes import messages  # noqa: E402
 from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
 from ilrs_robots.resources import config_path  # noqa: E402
+from ilrs_robots.sim.devices.gmc_emulator import GmcCounter  # noqa: E402
 from ilrs_robots.sim.devices.vc0706_emulator import Vc0706Camera  # noqa: E402
 from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec  # noqa: E402
 from ilrs_robots.sim.physics import RoverPhysics  # noqa: E402
@@ -103,6 +105,12 @@ class SimNode(Node):
         printer_speedup = declare(d, "printer_speedup", 1.0, "The printer's moves run this many "
                                   "times faster than their feed rates (wall clock)",
                                   range=(0.01, 100000.0), read_only=True)
+        geiger = declare(d, "radiation_sensor", True, "Serve the GMC-320 Geiger counter on "
+                         "<run_dir>/<robot>/gmc, counting in the world's radiation field",
+                         read_only=True)
+        self.sensor_height = declare(d, "radiation_sensor_height", 0.5, "Height of the counter "
+                                     "above the rover's base (m)", range=(0.0, 5.0),
+                                     read_only=True)
         site_rate = declare(d, "site_camera_rate", 1.0, "Site height image rate (Hz of sim "
                             "time) and terrain updates (twice that), 0 off", range=(0.0, 30.0))
         try:
@@ -125,6 +133,15 @@ class SimNode(Node):
         # the serial JPEG camera serves the mast camera's latest render
         self._mast_bgr = np.zeros((self.size[1], self.size[0], 3), np.uint8)
         self.vc0706 = Vc0706Camera(link.parent / "vc0706", frame_source=lambda: self._mast_bgr)
+        self._sensor_xyz = (0.0, 0.0, 0.0)
+        self._note_sensor_position()
+        self.gmc: GmcCounter | None = None
+        if geiger:
+            # one heartbeat per second of sim time at the configured rate
+            self.gmc = GmcCounter.from_world(
+                link.parent / "gmc", physics.world, lambda: self._sensor_xyz,
+                physics.heightmap, seed=physics.world.seed,
+                interval=1.0 / self.rate if self.rate > 0 else 1.0)
         ns = f"/{self.robot}"
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
         self.imu_pub = self.create_publisher(Imu, f"{ns}/imu/data", 50)
@@ -156,6 +173,8 @@ class SimNode(Node):
         self._publish_static_tf()
         self.sim.start()
         self.vc0706.start()
+        if self.gmc is not None:
+            self.gmc.start()
         if self.site_printer is not None:
             self.site_printer.start()
         self.get_logger().info(f"world '{physics.world.name}', rover ports under {link.parent}"
@@ -233,6 +252,7 @@ class SimNode(Node):
             self.imu_pub.publish(msg)
         if self.truth_due.due(t):
             self.truth_pub.publish(self._truth(stamp))
+            self._note_sensor_position()
         sp = self.site_printer
         if sp is not None:
             if self.terrain_due.due(t):
@@ -272,6 +292,11 @@ class SimNode(Node):
                 if ok:
                     jpg_pub.publish(messages.compressed_image(stamp, frame, jpeg.tobytes()))
 
+    def _note_sensor_position(self) -> None:
+        """Where the Geiger counter is (world x, y, z), for its own thread to read."""
+        pos = self.sim.physics.ground_truth()[0]
+        self._sensor_xyz = (float(pos[0]), float(pos[1]), float(pos[2]) + self.sensor_height)
+
     def _truth(self, stamp: Time) -> Odometry:
         pos, wxyz, lin, ang = self.sim.physics.ground_truth(local_velocity=True)
         msg = Odometry()
@@ -290,6 +315,8 @@ class SimNode(Node):
         self._stop.set()
         self._thread.join(timeout=5.0)
         self.vc0706.stop()
+        if self.gmc is not None:
+            self.gmc.stop()
         if self.site_printer is not None:
             self.site_printer.stop()
         self.sim.stop()

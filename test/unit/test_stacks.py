@@ -14,7 +14,10 @@ def test_rover_stack_modes():
     emulated = load_stack("rover", "emulated", "/run/x")
     assert [n.executable for n in emulated.nodes] == [
         "roboclaw_emulator", "base_driver", "robot_description_publisher", "vc0706_emulator",
-        "vc0706_camera"]
+        "vc0706_camera", "gmc_emulator", "radiation_sensor"]
+    gmc = emulated.nodes[-2]
+    assert gmc.args[:2] == ["--link", "/run/x/rover1/gmc"] and not gmc.ros
+    assert emulated.nodes[-1].parameters["port"] == "/run/x/rover1/gmc"
     assert emulated.nodes[0].args == ["--link", "/run/x/rover1/roboclaw", "--baud", "115200"]
     assert emulated.nodes[1].parameters["port"] == "/run/x/rover1/roboclaw"
     assert all(f.exists() for n in emulated.nodes for f in n.params_files)
