@@ -136,7 +136,9 @@ def test_required_process_death_shuts_the_launch_down(distro, ros, tmp_path: Pat
         assert "required by the stack and exited" in output, output[-4000:]
         for _ns, name in sorted(ROS_NODES):
             assert re.search(rf"\[{name}-\d+\]: process has finished cleanly", output), output
-        assert wait_until(lambda: not (ROS_NODES & _graph(ros)), 15), _graph(ros)
+        # a participant that ended cleanly says so, but if that announcement is lost the graph
+        # keeps it until its lease (Fast DDS: 20 s) runs out: seen once on a loaded machine
+        assert wait_until(lambda: not (ROS_NODES & _graph(ros)), 45), _graph(ros)
     finally:
         launch.stop()
 
