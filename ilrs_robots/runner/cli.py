@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ilrs_robots.resources import config_path
 from ilrs_robots.runner import construction_cli, deploy_cli, nav_cli
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
@@ -211,15 +212,31 @@ def cmd_sim(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     reports = []
     width, height = args.camera
+    printing = bool(args.print_design) and "construction_site" in world_data.sites
+    overrides = sim_overrides(args, world)
+    if printing:
+        overrides["sim"].update(printer_speedup=float(args.print_speedup))
+    elif args.print_design:
+        say(f"world {world_data.name!r} has no construction_site: no construction leg")
+    watch = None
     with tempfile.TemporaryDirectory(prefix="ilrs-") as tmp, \
-            running_stack("rover", "sim", Path(args.run_dir or tmp), args.domain_id,
-                          sim_overrides(args, world)) as sup, \
+            running_stack("site" if printing else "rover", "sim", Path(args.run_dir or tmp),
+                          args.domain_id, overrides) as sup, \
             Traverse("rover1", say=say) as trav:
         missing = trav.wait_until_ready(timeout=args.wait)
         if missing is not None:
             sup.check()
             say(f"mission failed: no {missing} within {args.wait:g} s")
             return 1
+        if printing:
+            from ilrs_robots.runner.print_leg import PrintWatch
+            watch = PrintWatch(trav.ros, args.print_design)
+            refused = watch.start(timeout=args.wait)
+            say(f"construction leg: {refused}" if refused else
+                f"construction leg: builder1 prints {Path(args.print_design).name} "
+                f"({watch.report.lines_total} lines, {watch.report.layers_total} layers, "
+                f"{watch.report.material_planned_kg:.0f} kg) at {args.print_speedup:g}x while "
+                f"the rover drives")
         say(f"stack up in {time.monotonic() - t_start:.1f} s (sim at {args.rate:g}x real time, "
             f"stereo {width}x{height} at {args.stereo_rate:g} Hz, hazards mapped from "
             f"{'the depth image' if args.mapping == 'depth' else 'stereo'}); traverse of "
@@ -235,9 +252,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
                     say(line)
                 if not report.succeeded:
                     break
+            if watch is not None and watch.report.accepted:
+                if not watch.finished():
+                    say(f"waiting up to {args.print_wait:g} s for the print to finish")
+                watch.finish(timeout=args.print_wait)
+                if not watch.report.done:
+                    watch.cancel()
         except KeyboardInterrupt:
             say("interrupted: cancelling the goal and stopping the stack")
             trav.nav.cancelTask(timeout=5.0)
+            if watch is not None:
+                watch.cancel()
             return 130
         costmap = trav.latest_costmap()
         known, found = ((), ()) if costmap is None or trav.first_costmap is None else \
@@ -260,10 +285,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
     say(f"  hazards on the final costmap: {len(known)} lethal cells known from the prior map, "
         f"{len(found)} found on the way")
     say(f"  track picture: {picture}")
+    if watch is not None:
+        for line in watch.report.describe():
+            say(f"  {line}")
     failed = next((r for r in reports if not r.succeeded), None)
     if failed is not None:
         say(f"mission failed at {failed.goal.name}: {failed.error_name} ({failed.error_code}):"
             f" {failed.error_msg}")
+        return 1
+    if watch is not None and not watch.report.succeeded:
+        say("mission failed: the construction leg did not complete its print")
         return 1
     say("mission complete")
     return 0
@@ -383,6 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what the terrain_mapper maps hazards from: the simulator's depth "
                           "image (default, fits 2 cores in real time) or the stereo pair "
                           "(SGBM, the real rover's pipeline)")
+    sim.add_argument("--print", dest="print_design",
+                     default=str(config_path("designs", "landing_pad_small.yaml")),
+                     help="the construction leg: the design builder1 prints at the world's "
+                          "construction_site while the rover drives (default: the small "
+                          "landing pad; '' for none)")
+    sim.add_argument("--print-speedup", type=float, default=20.0,
+                     help="the printer's moves run this many times faster than their feed "
+                          "rates (default 20)")
+    sim.add_argument("--print-wait", type=float, default=600.0,
+                     help="s to wait for the print after the traverse (default 600)")
     sim.add_argument("--speed", type=float, default=0.4, help="scripted route: drive speed (m/s)")
     sim.add_argument("--out", default="out", help="folder for the track picture")
     sim.add_argument("--run-dir", default=None,
