@@ -323,11 +323,18 @@ class Navigator:
                              f"goal not reached within {cfg.goal_timeout:.0f} s")
         if not _valid_pose(pose):
             self.follower.note_stopped()
+            if dt > 0.5 * cfg.localization_timeout and self._had_pose:
+                # this process stalled right after a good pose (a loaded machine): the poses
+                # sent meanwhile are still queued behind us; that gap is not the
+                # localization's, so it gets its whole timeout from now (the rover is held)
+                self._last_pose_time = now
+            self._had_pose = False
             if now - self._last_pose_time > cfg.localization_timeout:
                 return self._end(now, NavState.FAILED, NavError.NO_LOCALIZATION,
                                  f"no valid pose for {now - self._last_pose_time:.1f} s")
             return NavOutput(0.0, 0.0, self.state, note="waiting for a valid pose")
         self._last_pose_time = now
+        self._had_pose = True
         self._new_path = None
         if self.state is NavState.RECOVERING:
             out = self._recover(now, pose, dt, regulation)
@@ -556,6 +563,7 @@ class Navigator:
         self._goal_start = now
         self._last_step = now
         self._last_pose_time = now
+        self._had_pose = True  # set_goal had one
         self._last_plan = now
         self._last_blocked_check = -math.inf
         self._recovery: _Recovery | None = None

@@ -48,7 +48,11 @@ def test_slip_is_flagged_when_the_wheels_spin_on_a_slope_too_steep(tmp_path):
                 # messages stopped the wheels whenever a loaded simulator stalled (the wheels
                 # then ramped up again and again, and the flag never came)
                 cmd.publish(drive)
-                return slip.last() is not None and slip.last().data
+                # flagged once the wheels have rolled a measurable way (the flag may rise in
+                # the first centimetres: the rover slides back while its wheels turn)
+                now = odom_pose(odom.last())
+                rolled = math.hypot(now.x - odom_start.x, now.y - odom_start.y)
+                return slip.last() is not None and slip.last().data and rolled > 0.15
 
             assert wait_until(flagged, timeout=90, period=0.05), logs(sup)
             cmd.publish(Twist())

@@ -394,6 +394,20 @@ def test_estop_and_lost_localization_end_the_goal():
     assert out.result.error_code == NavError.NO_LOCALIZATION
 
 
+def test_a_stall_of_the_navigator_itself_is_not_lost_localization():
+    world = World()
+    nav = make(world)
+    nav.set_goal(Pose2D(15.0, 0.0), 0.0, world.pose)
+    run(nav, world, until=lambda o: world.pose.x > 2.0)
+    t0 = world.t
+    assert nav.step(t0, world.pose).result is None  # a good pose, then 3 s without a cycle
+    out = nav.step(t0 + 3.0, None)  # the poses sent meanwhile are not in yet: hold, wait
+    assert (out.linear, out.angular, out.result) == (0.0, 0.0, None)
+    assert nav.step(t0 + 4.5, None).result is None
+    out = nav.step(t0 + 5.1, None)  # still none 2 s after the stall: lost, as usual
+    assert out.result.error_code == NavError.NO_LOCALIZATION
+
+
 def test_goal_timeout():
     world = World()
     nav = make(world, NavigatorConfig(goal_timeout=5.0))
