@@ -51,6 +51,7 @@ import serial
 from ilrs_robots.core.construction.resume import resume_preamble
 from ilrs_robots.drivers.backoff import Backoff
 from ilrs_robots.drivers.serial_port import LinkLost, PortBusy, open_exclusive
+from ilrs_robots.files import write_atomically
 from ilrs_robots.protocols.marlin import (
     MarlinProtocolError,
     Reply,
@@ -166,16 +167,9 @@ class Journal:
         key = (job_id, acked, total, state)
         if key == self._last:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.FILE}.{os.getpid()}.tmp")
         text = json.dumps({"job_id": job_id, "name": name, "acked": acked, "total": total,
                            "state": state, "time": time.time()})
-        with open(tmp, "w") as f:
-            f.write(text)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomically(self.path, text, fsync=self.fsync)
         self._last = key
 
 

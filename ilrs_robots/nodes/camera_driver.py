@@ -52,8 +52,8 @@ from ilrs_robots.drivers.camera import (
     Frame,
     FrameSource,
     clock_stamp,
-    write_text_atomically,
 )
+from ilrs_robots.files import write_atomically
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
@@ -111,7 +111,7 @@ class _Side:
                 ) -> SetCameraInfo.Response:
         try:
             cal = calibration_of(request.camera_info, self.camera_name)
-            write_text_atomically(self.path, format_calibration(cal))
+            write_atomically(self.path, format_calibration(cal))
         except (CalibrationError, OSError) as exc:
             response.success, response.status_message = False, f"refused: {exc}"
             self.node.get_logger().warning(f"set_camera_info {response.status_message}")

@@ -11,8 +11,8 @@ from ilrs_robots.drivers.camera import (
     classify,
     clock_stamp,
     is_character_device,
-    write_text_atomically,
 )
+from ilrs_robots.files import write_atomically
 from ilrs_robots.resources import config_path
 
 
@@ -36,8 +36,8 @@ def test_clock_stamp_takes_the_age_off_the_clock():
 
 def test_atomic_write_replaces_whole_files(tmp_path):
     path = tmp_path / "a" / "b" / "cal.yaml"
-    write_text_atomically(path, "one: 1\n")
-    write_text_atomically(path, "two: 2\n")
+    write_atomically(path, "one: 1\n")
+    write_atomically(path, "two: 2\n")
     assert path.read_text() == "two: 2\n" and os.listdir(path.parent) == ["cal.yaml"]
 
 

@@ -27,11 +27,11 @@ from ilrs_robots.core.inspection.report import (
     photo_finding,
     radiation_finding,
     render_dose_map,
-    write_atomically,
     write_report,
 )
 from ilrs_robots.core.inspection.rounds import load_round, parse_round
 from ilrs_robots.core.inspection.synthetic import draw_gauge
+from ilrs_robots.files import write_atomically
 
 ROUND = load_round("reactor_round")
 

@@ -22,7 +22,6 @@ import html
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from ilrs_robots.core.inspection.rounds import GaugeCheck, PhotoCheck, RadiationCheck, Round
+from ilrs_robots.files import write_atomically
 
 SEVERITIES = ("info", "warning", "critical")
 FINDING_KINDS = ("photo", "gauge", "radiation", "navigation", "sensor", "dose_budget")
@@ -360,24 +360,6 @@ def report_html(report: Report, images: Mapping[str, bytes] | None = None,
 # ---------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------
-def write_atomically(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never
-    half: a temporary file in the same folder, fsync, ``os.replace``; folders created."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data.encode() if isinstance(data, str) else data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def write_report(report: Report, directory: str | os.PathLike[str],
                  stem: str = "report") -> tuple[Path, Path]:
     """Write ``<stem>.json`` and ``<stem>.html`` (and ``<stem>_dose_map.png``) into
