@@ -252,12 +252,16 @@ def test_the_receive_buffer_is_never_overfilled_and_an_overfilled_one_costs_rese
             outcome = host.print_job(job)
         assert outcome.error_code == ErrorCode.NONE, outcome
         wait_for(lambda: finished(emu, job))
-        assert emu.bytes_dropped == 0 and emu.lines_rejected == 0
+        # nothing dropped; only a probe for an ok late on a loaded machine is ever refused
+        assert emu.bytes_dropped == 0 and emu.lines_rejected <= outcome.probes
         assert job_commands_executed(emu) == job.commands
-    part = PrintJob(job.commands[:200], job.layers[:200], job.time_s[:200], job.mass_kg[:200],
-                    "berm, first 200 lines")
+    # a host blind to the ring, 16 lines in flight, while a 1 s dwell holds a small
+    # command buffer and planner: the ring must overflow, deterministically
+    part = PrintJob(["G4 S1"] + [f"M117 line {i} of the blind host" for i in range(60)]
+                    + ["G4 S1"] + [f"M117 line {i} after the second dwell" for i in range(60)],
+                    name="dwell and messages")
     (tmp_path / "blind").mkdir()
-    with emulator(tmp_path / "blind", speedup=400.0) as emu:
+    with emulator(tmp_path / "blind", speedup=1.0, buffer_size=2, planner_size=2) as emu:
         with PrinterHost(str(emu.link), window=16, rx_buffer=0, ok_timeout=0.5) as host:
             outcome = host.print_job(part)
         assert outcome.error_code == ErrorCode.NONE, outcome
