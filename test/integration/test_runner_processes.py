@@ -114,7 +114,12 @@ def test_kill_9_of_the_runner_takes_its_children_and_frees_the_run_dir(tmp_path)
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = Output(runner)
     try:
-        assert wait_until(lambda: len(re.findall(r"\(pid (\d+)", out.text)) == 4, 60), out.text
+        def all_started() -> bool:
+            announced = re.search(r"(\d+) processes, ROS_DOMAIN_ID", out.text)
+            started = re.findall(r"\(pid (\d+)", out.text)
+            return announced is not None and len(started) == int(announced.group(1))
+
+        assert wait_until(all_started, 60), out.text
         children = [int(p) for p in re.findall(r"\(pid (\d+)", out.text)]
         assert all(not gone(pid) for pid in children)
 
