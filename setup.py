@@ -29,6 +29,7 @@ NODES = {
     "localization": "ilrs_robots.nodes.localization:main",
     "terrain_mapper": "ilrs_robots.nodes.terrain_mapper:main",
     "radiation_sensor": "ilrs_robots.nodes.radiation_sensor:main",
+    "inspection": "ilrs_robots.nodes.inspection:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
