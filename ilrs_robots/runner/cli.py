@@ -8,6 +8,7 @@
                                                       (--scripted: the old cmd_vel route)
     ilrs goto X Y [--yaw DEG]                         navigate a running rover to a point
     ilrs waypoints FILE                               follow waypoints (YAML list of x, y, yaw_deg)
+    ilrs inspect ROUND                                run an inspection round on a running rover
     ilrs export-gazebo WORLD --out DIR                the world's SDF, robot models, bridge.yaml
     ilrs doctor                                       check ports, ROS, DDS, clock, cameras
     ilrs slice DESIGN.yaml [-o OUT.gcode]             slice a structure, print estimates
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ilrs_robots.resources import config_path
-from ilrs_robots.runner import construction_cli, deploy_cli, nav_cli
+from ilrs_robots.runner import construction_cli, deploy_cli, inspect_cli, nav_cli
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
@@ -432,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_sim)
     construction_cli.register(sub)
     nav_cli.register(sub)
+    inspect_cli.register(sub)
     deploy_cli.register(sub)
     return parser
 
