@@ -45,7 +45,13 @@ from transforms3d.quaternions import mat2quat
 from ilrs_robots.core.terrain import Heightmap, Rock
 from ilrs_robots.resources import config_path
 from ilrs_robots.sim import world as world_mod
-from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec, start_pose
+from ilrs_robots.sim.model import (
+    MAST_CAMERA,
+    STEREO_CAMERAS,
+    RoverSpec,
+    gauge_needle,
+    start_pose,
+)
 from ilrs_robots.sim.world import SiteObject, World
 
 SDF_VERSION = "1.9"  # sdformat 12 (Debian 12) validates it; Harmonic (sdformat 14) reads it
@@ -473,6 +479,7 @@ def _object_models(obj: SiteObject, base: tuple[float, float, float]) -> list[st
     if obj.type == "gauge":
         face_r, post_h = obj.size
         zf = post_h + face_r
+        dy, dz, roll, half = gauge_needle(face_r, obj.needle_deg)
         return _static_model(nm, f"{_f(x, y, z)} 0 0 {yaw:.6g}", [
             ("post", _geom(f"0 0 {post_h / 2:.6g} 0 0 0",
                            f"<cylinder><radius>0.03</radius><length>{post_h:.6g}</length>"
@@ -480,9 +487,9 @@ def _object_models(obj: SiteObject, base: tuple[float, float, float]) -> list[st
             ("face", _geom(f"0.04 0 {zf:.6g} 0 {math.pi / 2:.6g} 0",
                            f"<cylinder><radius>{face_r:.6g}</radius><length>0.04</length>"
                            "</cylinder>"), obj.rgba, True),
-            ("needle", _geom(f"0.065 0 {zf:.6g} {math.radians(35):.6g} 0 0",
-                             f"<box><size>{_f(0.01, 0.016, face_r * 1.6)}</size></box>"),
-             (0.8, 0.1, 0.1, 1.0), False),
+            ("needle", _geom(f"0.062 {dy:.6g} {zf + dz:.6g} {math.radians(roll):.6g} 0 0",
+                             f"<box><size>{_f(0.008, face_r * 0.1, 2 * half)}</size></box>"),
+             (0.05, 0.05, 0.05, 1.0), False),
         ])
     if obj.type == "berm":
         thick, height = obj.size

@@ -299,6 +299,17 @@ def start_pose(world: World, heightmap: Heightmap, rover: RoverSpec,
     return pos, mat2quat(R)
 
 
+def gauge_needle(face_r: float, needle_deg: float) -> tuple[float, float, float, float]:
+    """A gauge needle from the hub to 0.8 of the face radius pointing ``needle_deg``
+    (clockwise from 12 o'clock seen from the front, the face looking along the gauge's +x):
+    its centre's offset (y, z) in the gauge's frame, its roll about x (degrees, the bar's
+    long axis is z) and its half-length."""
+    a = math.radians(needle_deg)
+    half = 0.4 * face_r
+    # seen from the front (looking along -x, z up) the viewer's right is +y
+    return half * math.sin(a), half * math.cos(a), -needle_deg, half
+
+
 def _object_xml(obj: SiteObject, base: tuple[float, float, float]) -> list[str]:
     x, y, z = base
     rgba = _f(*obj.rgba)
@@ -319,17 +330,25 @@ def _object_xml(obj: SiteObject, base: tuple[float, float, float]) -> list[str]:
     if obj.type == "gauge":
         face_r, post_h = obj.size
         zf = z + post_h + face_r
-        # face: a thin disc whose normal points along yaw; needle: a red bar on the face
+        dy, dz, roll, half = gauge_needle(face_r, obj.needle_deg)
+        # face: a light disc whose normal points along yaw, in a dark bezel; needle: a dark
+        # bar from the hub towards `needle_deg` (clockwise from 12 o'clock, seen from the front)
         return [
             f'<body name="gauge_{nm}" pos="{_f(x, y, z)}" {euler}>',
             f'  <geom name="obj_{nm}_post" class="object" type="cylinder" '
             f'size="0.03 {post_h / 2:.6g}" pos="0 0 {post_h / 2:.6g}" rgba=".3 .3 .3 1"/>',
+            f'  <geom name="obj_{nm}_bezel" class="visual" type="cylinder" '
+            f'size="{_f(face_r * 1.08, 0.02)}" pos="0.02 0 {zf - z:.6g}" euler="0 90 0" '
+            f'rgba=".08 .08 .08 1"/>',
             f'  <geom name="obj_{nm}" class="object" type="cylinder" '
             f'size="{_f(face_r, 0.02)}" pos="0.04 0 {zf - z:.6g}" euler="0 90 0" '
-            f'rgba="{rgba}"/>',
+            f'material="gauge_face" rgba="{rgba}"/>',
             f'  <geom name="obj_{nm}_needle" class="visual" type="box" '
-            f'size="{_f(0.005, 0.008, face_r * 0.8)}" pos="0.065 0 {zf - z:.6g}" '
-            f'euler="35 0 0" rgba=".8 .1 .1 1"/>',
+            f'size="{_f(0.004, face_r * 0.05, half)}" '
+            f'pos="{_f(0.062, dy, zf - z + dz)}" euler="{roll:.6g} 0 0" rgba=".05 .05 .05 1"/>',
+            f'  <geom name="obj_{nm}_hub" class="visual" type="cylinder" '
+            f'size="{_f(face_r * 0.07, 0.006)}" pos="0.064 0 {zf - z:.6g}" euler="0 90 0" '
+            f'rgba=".05 .05 .05 1"/>',
             "</body>",
         ]
     if obj.type == "berm":
@@ -479,6 +498,8 @@ def build_mjcf(world: World, heightmap: Heightmap, rocks: Sequence[Rock],
         f'    <material name="regolith" texture="regolith" texrepeat="{_f(texrep, texrep)}" '
         'texuniform="false" specular="0.05" shininess="0.1" reflectance="0"/>',
         '    <material name="rock" rgba=".45 .44 .42 1" specular="0.05"/>',
+        # a gauge's dial is lit from within (evenly, whatever the sun and the headlights do)
+        '    <material name="gauge_face" emission="0.6" specular="0"/>',
     ]
     terrain_group = 0
     if lod is not None:

@@ -116,7 +116,9 @@ class SiteObject:
     surface. ``size``: box = half-extents (x, y, z); cylinder = (radius, height);
     sphere = (radius,); gauge = (face radius, post height); berm = (thickness, height) of a
     ring of ``segments`` boxes at ``radius`` with an opening of ``gap_deg`` centred on
-    ``gap_azimuth_deg``."""
+    ``gap_azimuth_deg``. A gauge's face looks along its yaw; ``needle_deg`` is where its
+    needle points, degrees clockwise from 12 o'clock as seen from the front (a round's gauge
+    scale turns it into a value; a test changes it to plant an anomaly)."""
 
     name: str
     type: str
@@ -129,6 +131,7 @@ class SiteObject:
     segments: int = 12
     gap_deg: float = 0.0
     gap_azimuth_deg: float = 0.0
+    needle_deg: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -378,7 +381,7 @@ def _site(name: str, r: _Reader) -> Site:
     objects = []
     for o in r.items("objects"):
         o.check_keys(("name", "type", "role", "position", "size", "yaw_deg", "rgba", "radius",
-                      "segments", "gap_deg", "gap_azimuth_deg"))
+                      "segments", "gap_deg", "gap_azimuth_deg", "needle_deg"))
         typ = o.string("type", choices=OBJECT_TYPES)
         nsize = {"box": 3, "cylinder": 2, "sphere": 1, "berm": 2, "gauge": 2}[typ]
         pos = o.vector("position", (2, 3), (0.0, 0.0, 0.0))
@@ -390,7 +393,8 @@ def _site(name: str, r: _Reader) -> Site:
             radius=o.number("radius", 0.0 if typ != "berm" else None, lo=0.0),
             segments=o.integer("segments", 12, lo=3), gap_deg=o.number("gap_deg", 0.0, lo=0.0,
                                                                        hi=300.0),
-            gap_azimuth_deg=o.number("gap_azimuth_deg", 0.0)))
+            gap_azimuth_deg=o.number("gap_azimuth_deg", 0.0),
+            needle_deg=o.number("needle_deg", 0.0, lo=-360.0, hi=360.0)))
     sources = []
     for s in r.items("radiation_sources"):
         s.check_keys(("name", "position", "dose_rate_at_1m"))
