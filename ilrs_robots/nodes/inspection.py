@@ -261,9 +261,12 @@ class InspectionNode(Node):
         else:
             goal.abort()
         self._last_text = f"{goal.request.round}: code {code} {text}".strip()
-        log = self.get_logger().info if code == R.NONE else self.get_logger().warning
-        log(f"round {goal.request.round!r}: {text or 'completed'} (code {code}, "
-            f"{len(findings or [])} finding(s)){'; report ' + report if report else ''}")
+        line = (f"round {goal.request.round!r}: {text or 'completed'} (code {code}, "
+                f"{len(findings or [])} finding(s)){'; report ' + report if report else ''}")
+        if code == R.NONE:  # rclpy ties a severity to its call site: one call per level
+            self.get_logger().info(line)
+        else:
+            self.get_logger().warning(line)
         return result
 
     def _feedback(self, goal: ServerGoalHandle, point: int, total: int, status: str) -> None:

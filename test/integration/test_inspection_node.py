@@ -1,0 +1,261 @@
+"""The inspection node over real DDS: simulator + base_driver + navigator + radiation_sensor +
+inspection processes from the rover stack, rounds sent as InspectSite goals.
+
+A small flat world written by the test: a plant site west of the rover's start with a gauge in
+range (gauge_ok), a gauge planted out of range (gauge_bad, 6 m south) and a radiation source
+planted next to gauge_bad's inspection point. The navigator drives on ground truth on the
+world's prior costmap (as in test_navigator). One stack serves the module; each test starts
+from wherever the previous one left the rover.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
+from rclpy.action import ActionClient
+from test_navigator import costmap_message, navigator_ready, output_of
+
+from ilrs_interfaces.action import InspectSite
+from ilrs_robots.core.inspection.rounds import GaugeCheck, GaugeScale
+from ilrs_robots.core.inspection.visual import check_gauge
+from ilrs_robots.runner.processes import Supervisor
+from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
+from ilrs_robots.runner.stacks import load_stack
+
+NS = "/rover1"
+R = InspectSite.Result
+ROUND_TIMEOUT = 420.0  # s of wall time: a few metres of driving on a loaded machine
+SCALE = {"min_angle_deg": -135.0, "max_angle_deg": 135.0, "min_value": 0.0, "max_value": 10.0}
+
+WORLD = {
+    "name": "inspection_flat", "seed": 1, "gravity": 1.62,
+    "terrain": {"type": "flat", "size": [60.0, 60.0], "resolution": 0.5, "base_height": 0.0},
+    "sun": {"elevation_deg": 30.0, "azimuth_deg": 135.0},
+    "sites": {
+        "rover_depot": {"position": [0.0, 0.0], "pad_radius": 5.0},
+        "test_plant": {
+            "position": [-15.0, 0.0], "pad_radius": 8.0,
+            "objects": [
+                {"name": "gauge_ok", "type": "gauge", "role": "gauge",
+                 "position": [-0.5, 0.0, 0.0], "yaw_deg": 180.0, "size": [0.3, 1.2],
+                 "rgba": [0.9, 0.9, 0.9, 1.0], "needle_deg": 27.0},        # 6.0 bar
+                {"name": "gauge_bad", "type": "gauge", "role": "gauge",
+                 "position": [-0.5, -6.0, 0.0], "yaw_deg": 180.0, "size": [0.3, 1.2],
+                 "rgba": [0.9, 0.9, 0.9, 1.0], "needle_deg": 120.0},       # 9.4 bar: planted
+                {"name": "target_box", "type": "box", "role": "inspection_target",
+                 "position": [0.5, 1.5, 0.0], "size": [0.3, 0.3, 0.3],
+                 "rgba": [0.9, 0.2, 0.1, 1.0]},
+            ],
+            # planted 1.4 m from point B (about 10 uSv/h there), 7 m from point A (0.4)
+            "radiation_sources": [{"name": "planted_source", "position": [-4.0, -7.0, 0.5],
+                                   "dose_rate_at_1m": 20.0}],
+        },
+    },
+    "rover_start": {"site": "rover_depot", "position": [-20.0, 0.0], "yaw_deg": 0.0},
+}
+POINT_A = {"x": -18.0, "y": 0.0, "yaw_deg": 0.0}   # 2.5 m west of gauge_ok, facing it
+POINT_B = {"x": -18.0, "y": -6.0, "yaw_deg": 0.0}  # 2.5 m west of gauge_bad
+
+
+def gauge(name: str) -> dict:
+    """A gauge check of the test's 0..10 bar dials, in range 4..8."""
+    return {"gauge": {"name": name, "units": "bar", "range": [4.0, 8.0], "scale": SCALE}}
+
+
+def write_round(folder: Path, name: str, points: list[dict], **top) -> Path:
+    """A round file of the test's site."""
+    data = {"name": name, "site": "test_plant", "keep_out_radius": 0.0,
+            "dose_budget_usv": 5.0, "points": points, **top}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@dataclass
+class InspectionStack:
+    """The running processes and the test's view of them."""
+
+    sup: Supervisor
+    ros: RosClient
+    client: ActionClient
+    folder: Path
+
+    def run(self, round_file: str | Path, timeout: float = ROUND_TIMEOUT
+            ) -> tuple[int, InspectSite.Result, Inbox]:
+        """Send a round; (status, result, feedback inbox) once it ends."""
+        feedback: Inbox = Inbox()
+        sent = self.client.send_goal_async(InspectSite.Goal(round=str(round_file)),
+                                           feedback_callback=lambda m: feedback.put(m.feedback))
+        assert wait_until(sent.done, 30), "no answer to the goal"
+        handle = sent.result()
+        assert handle.accepted
+        done = handle.get_result_async()
+        assert wait_until(done.done, timeout), "the round did not end in time\n" + self.logs()
+        response = done.result()
+        return response.status, response.result, feedback
+
+    def logs(self) -> str:
+        """The inspection node's and the navigator's output, for failure messages."""
+        return "\n".join(f"--- {name}\n{output_of(self.sup, name)[-3000:]}"
+                         for name in ("inspection", "navigator"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[InspectionStack]:
+    """sim (mast camera only), base_driver, navigator (on ground truth), radiation_sensor and
+    inspection in the test's world."""
+    folder = tmp_path_factory.mktemp("inspection")
+    world_file = folder / "inspection_flat.yaml"
+    world_file.write_text(yaml.safe_dump(WORLD, sort_keys=False))
+    run_dir = folder / "run"
+    spec = load_stack("rover", "sim", str(run_dir))
+    wanted = ("sim", "base_driver", "navigator", "radiation_sensor", "inspection")
+    nodes = [n for n in spec.nodes if n.executable in wanted]
+    assert sorted(n.executable for n in nodes) == sorted(wanted)
+    by_name = {n.executable: n for n in nodes}
+    by_name["sim"].parameters.update(world=str(world_file), rate=2.0, stereo_rate=0.0,
+                                     mast_rate=2.0, imu_rate=20.0)
+    by_name["navigator"].parameters.update(odom_topic="sim/ground_truth", keep_outs="",
+                                           goal_tolerance=0.25, yaw_tolerance=0.1)
+    by_name["radiation_sensor"].parameters.update(window=3.0)
+    by_name["inspection"].parameters.update(
+        report_dir=str(folder / "reports"), state_dir=str(folder / "state"),
+        baseline_dir=str(folder / "baselines"), odom_topic="sim/ground_truth",
+        settle_time=0.5, sensor_window=3.0, sensor_timeout=8.0)
+    sup = Supervisor(nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
+    sup.start()
+    ros = RosClient("inspection_test")
+    try:
+        costmap = ros.publisher(OccupancyGrid, f"{NS}/costmap", LATCHED)
+        costmap.publish(costmap_message(str(world_file)))
+        client = ActionClient(ros.node, InspectSite, f"{NS}/inspect_site")
+        assert client.wait_for_server(timeout_sec=90), output_of(sup, "inspection")
+        diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
+        assert diagnostics.wait_for(navigator_ready, timeout=90), output_of(sup, "navigator")
+        yield InspectionStack(sup, ros, client, folder)
+    finally:
+        ros.close()
+        sup.stop()
+
+
+def test_malformed_rounds_are_refused_naming_the_fault(stack):
+    backwards = gauge("gauge_ok")
+    backwards["gauge"]["range"] = [8.0, 4.0]
+    bad = write_round(stack.folder, "backwards_range",
+                      [{"name": "a", "pose": POINT_A, "checks": [backwards]}])
+    status, result, _ = stack.run(bad, timeout=30)
+    assert result.error_code == R.INVALID_ROUND, result.error_msg
+    assert "point 0 (a)" in result.error_msg and "checks[0].gauge.range" in result.error_msg
+    assert not result.report_path and status == 6  # ABORTED, nothing driven
+
+    unknown = write_round(stack.folder, "unknown_gauge",
+                          [{"name": "a", "pose": POINT_A, "checks": [gauge("gauge_gone")]}])
+    _, result, _ = stack.run(unknown, timeout=30)
+    assert result.error_code == R.INVALID_ROUND
+    assert "gauge_gone" in result.error_msg and "test_plant" in result.error_msg
+
+    _, result, _ = stack.run(stack.folder / "no_such_round.yaml", timeout=30)
+    assert result.error_code == R.INVALID_ROUND and "cannot be read" in result.error_msg
+
+    hot = write_round(stack.folder, "over_budget",
+                      [{"name": "b", "pose": POINT_B,
+                        "checks": [{"radiation": {"dwell_s": 3600.0}}]}])
+    _, result, _ = stack.run(hot, timeout=30)  # an hour at ~10 uSv/h: over the 5 uSv budget
+    assert result.error_code == R.DOSE_BUDGET, result.error_msg
+    assert "budget" in result.error_msg and "'b'" in result.error_msg
+
+
+def test_a_clean_round_completes_and_writes_its_report(stack):
+    rnd = write_round(stack.folder, "clean", [
+        {"name": "a", "pose": POINT_A,
+         "checks": [gauge("gauge_ok"),
+                    {"photo": {"target": "target_box"}},
+                    {"radiation": {"dwell_s": 6.0, "max_usv_h": 2.0}}]}])
+    status, result, feedback = stack.run(rnd)
+    assert result.error_code == R.NONE, f"{result.error_msg}\n{stack.logs()}"
+    assert status == 4  # SUCCEEDED
+    # nothing but the baseline recorded from the first photo of target_box
+    assert all(f.startswith("[info] photo at a: no baseline") for f in result.findings), \
+        list(result.findings)
+    assert len(result.findings) == 1
+    assert {(f.point, f.points_total) for f in feedback.messages} == {(1, 1)}
+    assert any("driving to a" in f.status for f in feedback.messages)
+    page = Path(result.report_path)
+    assert page.suffix == ".html" and page.exists()
+    html = page.read_text()
+    assert "Inspection round clean" in html and "data:image/png;base64," in html
+    report = json.loads(page.with_suffix(".json").read_text())
+    assert report["status"] == "completed" and report["points_done"] == 1
+    (point,) = report["points"]
+    assert point["reached"] and not point["failed"], point["failed"]
+    (g,) = point["gauges"]
+    assert g["in_range"] and abs(g["value"] - 6.0) < 0.3, g
+    (dose,) = point["doses"]
+    assert 0.0 < dose["dose_rate"] < 2.0, dose
+    assert 0.0 < report["accumulated_dose_usv"] < report["dose_budget_usv"]
+    assert (stack.folder / "baselines" / "target_box.png").exists()
+
+
+def test_planted_anomalies_are_found(stack):
+    rnd = write_round(stack.folder, "anomalies", [
+        {"name": "a", "pose": POINT_A, "checks": [gauge("gauge_ok")]},
+        {"name": "b", "pose": POINT_B,
+         "checks": [gauge("gauge_bad"), {"radiation": {"dwell_s": 6.0, "max_usv_h": 2.0}}]}])
+    _, result, feedback = stack.run(rnd)
+    assert result.error_code == R.NONE, f"{result.error_msg}\n{stack.logs()}"
+    findings = list(result.findings)
+    assert any(f.startswith("[critical] gauge at b: gauge_bad reads") for f in findings), \
+        findings
+    assert any(f.startswith("[critical] radiation at b: dose rate") for f in findings), findings
+    assert not any("gauge_ok" in f or " at a:" in f for f in findings), findings
+    assert {f.point for f in feedback.messages} == {1, 2}
+    report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
+    bad = report["points"][1]["gauges"][0]
+    assert not bad["in_range"] and abs(bad["value"] - 9.44) < 0.3, bad
+    assert report["points"][1]["doses"][0]["dose_rate"] > 4.0
+
+
+def test_a_silent_sensor_fails_its_check_and_the_round_goes_on(stack):
+    sensor = next(p for key, p in stack.sup.procs.items() if key.endswith("radiation_sensor"))
+    sensor.stop()
+    rnd = write_round(stack.folder, "silent", [
+        {"name": "b", "pose": POINT_B,
+         "checks": [{"radiation": {"dwell_s": 30.0}}, gauge("gauge_bad")]}])
+    _, result, _ = stack.run(rnd)
+    assert result.error_code == R.NONE, f"{result.error_msg}\n{stack.logs()}"
+    findings = list(result.findings)
+    assert any(f.startswith("[warning] sensor at b: radiation dwell 30 s check failed")
+               for f in findings), findings
+    report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
+    (point,) = report["points"]
+    assert point["failed"] and "stopped answering" in point["failed"][0]["reason"]
+    assert point["gauges"], "the gauge after the failed dwell was not read"
+
+
+def test_the_simulator_draws_a_gauge_at_its_needle_value(tmp_path):
+    """The simulator's gauge, seen by the mast camera from an inspection point, reads the
+    world's needle_deg through the round's scale (no ROS: the renderer alone)."""
+    os.environ.setdefault("MUJOCO_GL", "osmesa")
+    from ilrs_robots.sim.model import MAST_CAMERA
+    from ilrs_robots.sim.physics import RoverPhysics
+
+    world = dict(WORLD)
+    world_file = tmp_path / "w.yaml"
+    world_file.write_text(yaml.safe_dump(world, sort_keys=False))
+    check = GaugeCheck("g", (4.0, 8.0), GaugeScale(-135.0, 135.0, 0.0, 10.0), "bar")
+    with RoverPhysics(str(world_file)) as physics:
+        for point, value in ((POINT_B, 9.44), (POINT_A, 6.0)):
+            physics.reset_pose(point["x"], point["y"], 0.0)
+            image = cv2.cvtColor(physics.render(MAST_CAMERA, 640, 480), cv2.COLOR_RGB2BGR)
+            reading, in_range = check_gauge(image, check)
+            assert abs(reading.value - value) < 0.1, (point, reading)
+            assert in_range == (value < 8.0)
