@@ -41,6 +41,13 @@ class EkfConfig:
     gyro_bias_walk: float = 2e-6  # rad/s /sqrt(s)
     scale_walk: float = 1e-4  # 1/sqrt(s), drift of the wheel speed scale
     position_noise: float = 0.005  # m /sqrt(s), unmodelled planar motion (side slip)
+    # a skid-steer turn in place drags the wheels sideways: on a slope of a few degrees the
+    # rover slides downhill by up to ~0.7 m per radian turned (south_pole, lunar gravity),
+    # which the wheels cannot see; the position uncertainty grows by this much per
+    # sqrt(rad) turned, fading out with the forward speed, so that visual odometry (or the
+    # rover's later view) is trusted to measure the slide
+    turn_slide_noise: float = 0.5  # m /sqrt(rad)
+    turn_slide_speed: float = 0.15  # m/s: at this forward speed and above, no turn slide
     heading_noise: float = 0.0001  # rad /sqrt(s)
     wheel_speed_sigma: float = 0.02  # m/s
     wheel_yaw_rate_sigma: float = 0.08  # rad/s (skid steering is a poor yaw sensor)
@@ -266,7 +273,8 @@ class RoverEKF:
         F[Y, V] = cp * sy * dt
         F[YAW, W] = dt
         q = np.zeros(N_STATE)
-        q[X] = q[Y] = c.position_noise ** 2 * dt
+        q[X] = q[Y] = c.position_noise ** 2 * dt + turn_slide_variance(
+            float(s[W]), float(v), dt, c)
         q[YAW] = c.heading_noise ** 2 * dt
         q[V] = c.accel_noise ** 2 * dt
         q[W] = c.yaw_accel_noise ** 2 * dt
@@ -277,7 +285,9 @@ class RoverEKF:
 
     # -- updates ----------------------------------------------------------------------------
     def _update(self, innovation: np.ndarray, H: np.ndarray, R: np.ndarray,
-                gate: float | None = None) -> bool:
+                gate: float | None = None, consider: tuple[int, ...] = ()) -> bool:
+        """Kalman update; the states in ``consider`` keep their value and variance (their
+        uncertainty still weighs the update: a Schmidt "consider" update)."""
         S = H @ self.P @ H.T + R
         try:
             Si = np.linalg.inv(S)
@@ -286,6 +296,8 @@ class RoverEKF:
         if gate is not None and float(innovation @ Si @ innovation) > gate:
             return False
         K = self.P @ H.T @ Si
+        if consider:
+            K[list(consider), :] = 0.0
         self.x += K @ innovation
         self.x[YAW] = wrap_angle(self.x[YAW])
         self.x[N_CORE + 2] = wrap_angle(self.x[N_CORE + 2])
@@ -318,7 +330,10 @@ class RoverEKF:
                           yaw_rate - self.x[YAW_SCALE] * self.x[W]])
         sv = c.slip_speed_sigma if self._slipping else c.wheel_speed_sigma
         sw = c.slip_speed_sigma if self._slipping else c.wheel_yaw_rate_sigma
-        return self._update(innov, H, np.diag([sv ** 2, sw ** 2]))
+        # the gyro's bias is not learned from the wheels' turn rate: skid steering turns at
+        # half the wheels' rate, or less, and while the yaw scale is still unsure the bias
+        # took the difference (a turn in place of 2 rad left the heading 5-12 deg off)
+        return self._update(innov, H, np.diag([sv ** 2, sw ** 2]), consider=(BIAS,))
 
     def update_imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> bool:
         """Fuse one IMU sample: specific force (m/s^2) and body rates (rad/s) in base_link
@@ -432,6 +447,18 @@ class RoverEKF:
             self._slipping = True
         elif ratio <= self.config.slip_off:
             self._slipping = False
+
+
+def turn_slide_variance(yaw_rate: float, speed: float, dt: float, config: EkfConfig
+                        ) -> float:
+    """Planar position variance (m^2, per axis) a turn at ``yaw_rate`` rad/s and forward
+    ``speed`` m/s adds over ``dt`` s: the slide of a skid-steer turn in place
+    (``turn_slide_noise`` m per sqrt(rad) turned), fading linearly to nothing at
+    ``turn_slide_speed`` m/s of forward speed."""
+    if config.turn_slide_noise <= 0 or config.turn_slide_speed <= 0:
+        return 0.0
+    fade = max(0.0, 1.0 - abs(speed) / config.turn_slide_speed)
+    return config.turn_slide_noise ** 2 * abs(yaw_rate) * dt * fade
 
 
 def _level(roll: float, pitch: float) -> np.ndarray:

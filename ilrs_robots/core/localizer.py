@@ -317,7 +317,9 @@ class Localizer:
         if turn > math.radians(0.5) + 0.1 * abs(pred[2]):
             # wheel slip does not fool the gyro: a step turning otherwise is a tracking error
             return (f"turns otherwise than the gyro: by {math.degrees(turn):.2f} deg")
-        tol = 0.03 + 0.3 * step
+        # a turn in place on a slope slides the rover, which the wheels do not see: allow
+        # the slide it may cause (EkfConfig.turn_slide_noise) as well
+        tol = 0.03 + 0.3 * step + self.ekf.config.turn_slide_noise * abs(pred[2])
         if miss <= tol:
             self._disagreed = False
             return ""
