@@ -150,6 +150,13 @@ class InspectionNode(Node):
                                  "goal (m/s); 0: the navigator's", range=(0.0, 5.0))
         self.settle_time = declare(d, "settle_time", 1.0, "Wait after arriving before the "
                                    "checks (s, node clock)", range=(0.0, 60.0))
+        self.aim_tolerance = declare(d, "aim_tolerance", 0.15, "Settled further than this off "
+                                     "the point's heading (rad), the rover is sent to the "
+                                     "point again (at most `aim_retries` times)",
+                                     range=(0.01, 3.2))
+        self.aim_retries = declare(d, "aim_retries", 2, "Navigation goals sent again to a "
+                                   "point the rover settled off its heading",
+                                   range=(0, 10))
         self.camera_timeout = declare(d, "camera_timeout", 15.0, "Wait for a fresh image "
                                       "before a photo or gauge check fails (s, wall time)",
                                       range=(0.1, 600.0))
@@ -183,6 +190,7 @@ class InspectionNode(Node):
         self._samples: list[_Sample] = []
         self._image: tuple[float, Image] | None = None  # wall arrival, message
         self._pose: tuple[float, float] | None = None
+        self._yaw: float | None = None
         self._dose = session.DoseIntegrator()
         self._status = "idle"
         self._last_text = "no round yet"
@@ -209,7 +217,8 @@ class InspectionNode(Node):
     def on_parameters_set(self, changed: dict) -> None:
         """Apply accepted live changes."""
         for name in ("report_dir", "baseline_dir", "forecast_speed", "forecast_margin",
-                     "seconds_per_check", "max_speed", "settle_time", "camera_timeout",
+                     "seconds_per_check", "max_speed", "settle_time", "aim_tolerance",
+                     "aim_retries", "camera_timeout",
                      "sensor_timeout", "sensor_window", "navigator_wait", "change_threshold"):
             if name in changed:
                 setattr(self, name, changed[name])
@@ -231,8 +240,9 @@ class InspectionNode(Node):
         self._image = (time.monotonic(), msg)
 
     def _on_odom(self, msg: Odometry) -> None:
-        p = msg.pose.pose.position
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
         self._pose = (float(p.x), float(p.y))
+        self._yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
     # -- the goal ---------------------------------------------------------------------------
     def _execute(self, goal: ServerGoalHandle) -> InspectSite.Result:
@@ -242,6 +252,10 @@ class InspectionNode(Node):
         try:
             return self._run(goal)
         except Exception as exc:  # noqa: BLE001 - a goal must end, whatever happened
+            if self._closing:  # the context is gone: the goal cannot be answered any more
+                self.get_logger().info(f"round {goal.request.round!r} stopped by the node's "
+                                       f"shutdown; its progress is kept")
+                return R(error_code=R.CANCELED, error_msg="the inspection node stopped")
             self.get_logger().error(f"round {goal.request.round!r} failed: {exc!r}")
             if goal.is_active:
                 goal.abort()
@@ -351,6 +365,16 @@ class InspectionNode(Node):
         started = time.monotonic()
         self._feedback(goal, i + 1, total, f"driving to {point.name}")
         nav_code, nav_text = self._drive(goal, point)
+        retries = 0
+        while nav_code == 0:
+            self._sleep(goal, self.settle_time)
+            off = session.heading_error(self._yaw, point.pose.yaw)
+            if off is None or abs(off) <= self.aim_tolerance or retries >= self.aim_retries:
+                break
+            retries += 1
+            self.get_logger().info(f"{point.name}: settled {math.degrees(off):.0f} deg off its "
+                                   f"heading: sent there again")
+            nav_code, nav_text = self._drive(goal, point)
         if nav_code != 0:
             if not session.skips_point(nav_code):
                 return R.NAVIGATION_FAILED, (f"point {i + 1} ({point.name}): "
@@ -362,7 +386,6 @@ class InspectionNode(Node):
             progress.record(PointResult(i, point.name, reached=False,
                                         duration_s=time.monotonic() - started), [finding], dose)
             return R.NONE, ""
-        self._sleep(goal, self.settle_time)
         result = PointResult(i, point.name)
         findings: list[Finding] = []
         for j, check in enumerate(point.checks):
@@ -449,13 +472,18 @@ class InspectionNode(Node):
 
     # -- checks -----------------------------------------------------------------------------
     def _fresh_image(self, goal: ServerGoalHandle) -> np.ndarray | None:
-        """The first image arriving from now on, as BGR; None at `camera_timeout`."""
+        """The first image taken from now on (its stamp, in the node's clock, not older than
+        this call: a frame rendered or exposed while the rover still turned is not one), as
+        BGR; None at `camera_timeout`."""
         since = time.monotonic()
+        since_stamp = self.get_clock().now().nanoseconds
         deadline = since + self.camera_timeout
         while time.monotonic() < deadline:
             self._check_stop(goal)
             got = self._image
-            if got is not None and got[0] > since:
+            stamp = got[1].header.stamp if got is not None else None
+            if got is not None and got[0] > since and \
+                    stamp.sec * 1_000_000_000 + stamp.nanosec >= since_stamp:
                 msg = got[1]
                 pixels = np.array(image_array(msg))
                 if msg.encoding == "rgb8":

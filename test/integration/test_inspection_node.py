@@ -20,13 +20,14 @@ import cv2
 import pytest
 import yaml
 from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import OccupancyGrid
+from nav_msgs.msg import OccupancyGrid, Odometry
 from rclpy.action import ActionClient
 from test_navigator import costmap_message, navigator_ready, output_of
 
 from ilrs_interfaces.action import InspectSite
 from ilrs_robots.core.inspection.rounds import GaugeCheck, GaugeScale
 from ilrs_robots.core.inspection.visual import check_gauge
+from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
 from ilrs_robots.runner.stacks import load_stack
@@ -88,20 +89,33 @@ class InspectionStack:
     ros: RosClient
     client: ActionClient
     folder: Path
+    truth: Inbox
 
-    def run(self, round_file: str | Path, timeout: float = ROUND_TIMEOUT
-            ) -> tuple[int, InspectSite.Result, Inbox]:
-        """Send a round; (status, result, feedback inbox) once it ends."""
+    def send(self, round_file: str | Path) -> tuple[object, object, Inbox]:
+        """Send a round; (goal handle, result future, feedback inbox)."""
         feedback: Inbox = Inbox()
         sent = self.client.send_goal_async(InspectSite.Goal(round=str(round_file)),
                                            feedback_callback=lambda m: feedback.put(m.feedback))
         assert wait_until(sent.done, 30), "no answer to the goal"
         handle = sent.result()
         assert handle.accepted
-        done = handle.get_result_async()
+        return handle, handle.get_result_async(), feedback
+
+    def result(self, done, timeout: float = ROUND_TIMEOUT) -> tuple[int, InspectSite.Result]:
+        """(status, result) once the round ends."""
         assert wait_until(done.done, timeout), "the round did not end in time\n" + self.logs()
         response = done.result()
-        return response.status, response.result, feedback
+        return response.status, response.result
+
+    def run(self, round_file: str | Path, timeout: float = ROUND_TIMEOUT
+            ) -> tuple[int, InspectSite.Result, Inbox]:
+        """Send a round; (status, result, feedback inbox) once it ends."""
+        _, done, feedback = self.send(round_file)
+        return (*self.result(done, timeout), feedback)
+
+    def process(self, name: str):
+        """The stack's process `name`."""
+        return next(p for key, p in self.sup.procs.items() if key.split("/")[-1] == name)
 
     def logs(self) -> str:
         """The inspection node's and the navigator's output, for failure messages."""
@@ -141,7 +155,8 @@ def stack(tmp_path_factory) -> Iterator[InspectionStack]:
         assert client.wait_for_server(timeout_sec=90), output_of(sup, "inspection")
         diagnostics = ros.subscribe(DiagnosticArray, "/diagnostics")
         assert diagnostics.wait_for(navigator_ready, timeout=90), output_of(sup, "navigator")
-        yield InspectionStack(sup, ros, client, folder)
+        truth = ros.subscribe(Odometry, f"{NS}/sim/ground_truth")
+        yield InspectionStack(sup, ros, client, folder, truth)
     finally:
         ros.close()
         sup.stop()
@@ -224,9 +239,54 @@ def test_planted_anomalies_are_found(stack):
     assert report["points"][1]["doses"][0]["dose_rate"] > 4.0
 
 
+def test_a_cancelled_round_stops_the_rover_and_a_restarted_node_resumes_it(stack):
+    rnd = write_round(stack.folder, "resumable", [
+        {"name": "a", "pose": POINT_A, "checks": [gauge("gauge_ok")]},
+        {"name": "b", "pose": POINT_B,
+         "checks": [gauge("gauge_bad"), {"radiation": {"dwell_s": 4.0, "max_usv_h": 2.0}}]}])
+    start = odom_pose(stack.truth.last())
+    assert abs(start.y - POINT_B["y"]) < 1.0, start  # the previous test ended at B
+
+    # cancelled while driving to A: the navigation goal is cancelled, the rover stops
+    handle, done, feedback = stack.send(rnd)
+
+    def moved() -> bool:
+        p = odom_pose(stack.truth.last())
+        return abs(p.x - start.x) + abs(p.y - start.y) > 1.0
+    assert wait_until(moved, 120), "the rover did not set off\n" + stack.logs()
+    assert wait_until(handle.cancel_goal_async().done, 10)
+    status, result = stack.result(done, 60)
+    assert status == 5 and result.error_code == R.CANCELED, result.error_msg  # CANCELED
+    seen = stack.truth.received
+    assert wait_until(lambda: (got := stack.truth.next_after(seen, 1.0)) is not None
+                      and at_rest(got[0], 0.02, 0.02), 20), "the rover did not stop"
+    stopped = odom_pose(stack.truth.last())
+    assert abs(stopped.y - POINT_A["y"]) > 1.0, "cancelled too late: the rover reached A"
+    report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
+    assert report["status"] == "canceled" and report["points_done"] == 0
+
+    # sent again: point A is done, then the node is stopped while it drives to B
+    handle, done, feedback = stack.send(rnd)
+    assert feedback.wait_for(lambda f: f.point == 2, ROUND_TIMEOUT), stack.logs()
+    assert feedback.messages[0].point == 1  # nothing was visited before the cancel
+    node = stack.process("inspection")
+    node.stop()
+    assert not node.alive
+    node.start()
+    assert stack.client.wait_for_server(timeout_sec=60), stack.logs()
+
+    # the restarted node resumes at B and the report holds both points
+    status, result, feedback = stack.run(rnd)
+    assert result.error_code == R.NONE, f"{result.error_msg}\n{stack.logs()}"
+    assert {f.point for f in feedback.messages} == {2}, [f.point for f in feedback.messages]
+    assert any("gauge_bad reads" in f for f in result.findings), list(result.findings)
+    report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
+    assert [p["name"] for p in report["points"]] == ["a", "b"]
+    assert report["points"][0]["gauges"][0]["in_range"]
+
+
 def test_a_silent_sensor_fails_its_check_and_the_round_goes_on(stack):
-    sensor = next(p for key, p in stack.sup.procs.items() if key.endswith("radiation_sensor"))
-    sensor.stop()
+    stack.process("radiation_sensor").stop()
     rnd = write_round(stack.folder, "silent", [
         {"name": "b", "pose": POINT_B,
          "checks": [{"radiation": {"dwell_s": 30.0}}, gauge("gauge_bad")]}])

@@ -67,6 +67,9 @@ def test_navigation_failures_skip_the_point_or_end_the_round():
     assert f.summary() == ("[critical] navigation at gauges_west: not reached: IN_KEEP_OUT: "
                            "goal inside 'reactor zone'")
     assert session.navigation_error_name(4242) == "code 4242"
+    assert session.heading_error(math.radians(170), math.radians(-170)) == \
+        pytest.approx(math.radians(20))
+    assert session.heading_error(None, 0.0) is None
 
 
 def test_budget_refusal_names_the_worst_point_and_counts_a_resumed_rounds_dose():

@@ -44,6 +44,13 @@ def skips_point(code: int) -> bool:
     return code in SKIP_POINT_CODES
 
 
+def heading_error(yaw: float | None, wanted: float) -> float | None:
+    """``wanted - yaw`` wrapped into [-pi, pi) (rad); None without a heading."""
+    if yaw is None or not math.isfinite(yaw):
+        return None
+    return (wanted - yaw + math.pi) % (2.0 * math.pi) - math.pi
+
+
 def navigation_finding(point: str, code: int, message: str) -> Finding:
     """The finding of a point that could not be reached."""
     text = f"not reached: {navigation_error_name(code)}"
