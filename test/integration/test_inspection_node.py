@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,6 +285,34 @@ def test_a_cancelled_round_stops_the_rover_and_a_restarted_node_resumes_it(stack
     report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
     assert [p["name"] for p in report["points"]] == ["a", "b"]
     assert report["points"][0]["gauges"][0]["in_range"]
+
+
+def test_ilrs_inspect_prints_progress_report_and_findings(stack):
+    """`ilrs inspect ROUND` against the running stack (the rover is at B already)."""
+    def ilrs(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ilrs_robots.runner.cli", "inspect", *args,
+                               "--wait", "30"], capture_output=True, text=True,
+                              timeout=ROUND_TIMEOUT, env=dict(os.environ))
+
+    rnd = write_round(stack.folder, "by_cli",
+                      [{"name": "b", "pose": POINT_B, "checks": [gauge("gauge_bad")]}])
+    done = ilrs(str(rnd))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "[ilrs] point 1/1: driving to b" in out, out
+    assert "[ilrs] report: " in out and "report.html" in out, out
+    assert "[critical] gauge at b: gauge_bad reads" in out and "round completed" in out, out
+
+    bad = stack.folder / "not_a_round.yaml"
+    bad.write_text("name: x\nsite: test_plant\n")
+    done = ilrs(str(bad))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "INVALID_ROUND (9300)" in done.stdout and "keep_out_radius" in done.stdout
+
+    done = subprocess.run([sys.executable, "-m", "ilrs_robots.runner.cli", "inspect", str(rnd),
+                           "--namespace", "nobody", "--wait", "1"], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 3 and "no inspection node answers" in done.stdout
 
 
 def test_a_silent_sensor_fails_its_check_and_the_round_goes_on(stack):
