@@ -26,7 +26,9 @@ file (a path, or a name in config/inspection; schema: `core/inspection/rounds.py
   `report_dir/<round>_<UTC time>/` at the end, whatever the outcome; `report_path` is the
   HTML file. Cancel stops the rover (the navigation goal is cancelled) and ends CANCELED.
 
-One round at a time: a goal that arrives while one runs is aborted (UNKNOWN, "busy").
+One round at a time: a goal that arrives while one runs is aborted (UNKNOWN, "busy"). A node
+stopped mid-drive cannot cancel the navigator's goal (its DDS context is gone first): the
+rover finishes that leg, and the resumed round sends it again.
 The logic that decides (dose accounting, dwell averages, findings) is in
 `core/inspection/session.py`.
 """
@@ -451,7 +453,18 @@ class InspectionNode(Node):
             return 9000, "the navigator rejected the goal"
         self._nav_handle = handle
         done = handle.get_result_async()
-        self._wait(goal, done, None)
+        lost_since: float | None = None
+        while not done.done():  # as _wait, and a navigator that vanished ends the leg
+            self._check_stop(goal)
+            if self.nav.server_is_ready():
+                lost_since = None
+            elif lost_since is None:
+                lost_since = time.monotonic()
+            elif time.monotonic() - lost_since > self.navigator_wait:
+                self._nav_handle = None
+                return 9000, (f"the navigator stopped answering for {self.navigator_wait:g} s "
+                              f"during the leg")
+            time.sleep(0.05)
         self._nav_handle = None
         wrapped = done.result()
         if wrapped.status == NAV_SUCCEEDED:
