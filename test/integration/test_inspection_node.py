@@ -11,6 +11,7 @@ from wherever the previous one left the rover.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -253,19 +254,24 @@ def test_planted_anomalies_are_found(stack):
 
 
 def test_a_cancelled_round_stops_the_rover_and_a_restarted_node_resumes_it(stack):
-    rnd = write_round(stack.folder, "resumable", [
-        {"name": "a", "pose": POINT_A, "checks": [gauge("gauge_ok")]},
-        {"name": "b", "pose": POINT_B,
-         "checks": [gauge("gauge_bad"), {"radiation": {"dwell_s": 4.0, "max_usv_h": 2.0}}]}])
     start = odom_pose(stack.truth.last())
-    assert abs(start.y - POINT_B["y"]) < 1.0, start  # the previous test ended at B
+    a = {"name": "a", "pose": POINT_A, "checks": [gauge("gauge_ok")]}
+    b = {"name": "b", "pose": POINT_B,
+         "checks": [gauge("gauge_bad"), {"radiation": {"dwell_s": 4.0, "max_usv_h": 2.0}}]}
 
-    # cancelled while driving to A: the navigation goal is cancelled, the rover stops
+    def distance(pose: dict) -> float:
+        return math.hypot(start.x - pose["x"], start.y - pose["y"])
+    points = [a, b] if distance(POINT_A) > distance(POINT_B) else [b, a]  # the far one first
+    first = points[0]["pose"]
+    rnd = write_round(stack.folder, "resumable", points)
+
+    # cancelled while driving to the first point: the navigation goal is cancelled, the
+    # rover stops short of it
     handle, done, feedback = stack.send(rnd)
 
     def moved() -> bool:
         p = odom_pose(stack.truth.last())
-        return abs(p.x - start.x) + abs(p.y - start.y) > 1.0
+        return math.hypot(p.x - start.x, p.y - start.y) > 1.0
     assert wait_until(moved, 120), "the rover did not set off\n" + stack.logs()
     assert wait_until(handle.cancel_goal_async().done, 10)
     status, result = stack.result(done, 60)
@@ -274,32 +280,34 @@ def test_a_cancelled_round_stops_the_rover_and_a_restarted_node_resumes_it(stack
     assert wait_until(lambda: (got := stack.truth.next_after(seen, 1.0)) is not None
                       and at_rest(got[0], 0.02, 0.02), 20), "the rover did not stop"
     stopped = odom_pose(stack.truth.last())
-    assert abs(stopped.y - POINT_A["y"]) > 1.0, "cancelled too late: the rover reached A"
+    assert math.hypot(stopped.x - first["x"], stopped.y - first["y"]) > 1.0, \
+        "cancelled too late: the rover reached the point"
     report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
     assert report["status"] == "canceled" and report["points_done"] == 0
 
-    # sent again: point A is done, then the node is stopped while it drives to B
+    # sent again: the first point is done, then the node is stopped on the way to the second
     handle, done, feedback = stack.send(rnd)
     assert feedback.wait_for(lambda f: f.point == 2, ROUND_TIMEOUT), stack.logs()
     assert feedback.messages[0].point == 1  # nothing was visited before the cancel
     node = stack.process("inspection")
     node.stop()
     assert not node.alive
+    # the old server must have left the graph before the new one is waited for
+    assert wait_until(lambda: not stack.client.server_is_ready(), 30), "old server still there"
     node.start()
     assert stack.client.wait_for_server(timeout_sec=60), stack.logs()
 
-    # the restarted node resumes at B and the report holds both points
+    # the restarted node resumes at the second point and the report holds both
     status, result, feedback = stack.run(rnd)
     assert result.error_code == R.NONE, f"{result.error_msg}\n{stack.logs()}"
     assert {f.point for f in feedback.messages} == {2}, [f.point for f in feedback.messages]
-    assert any("gauge_bad reads" in f for f in result.findings), list(result.findings)
     report = json.loads(Path(result.report_path).with_suffix(".json").read_text())
-    assert [p["name"] for p in report["points"]] == ["a", "b"]
+    assert [p["name"] for p in report["points"]] == [p["name"] for p in points]
     assert all(p["reached"] for p in report["points"])
 
 
 def test_ilrs_inspect_prints_progress_report_and_findings(stack):
-    """`ilrs inspect ROUND` against the running stack (the rover is at B already)."""
+    """`ilrs inspect ROUND` against the running stack."""
     def ilrs(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "ilrs_robots.runner.cli", "inspect", *args,
                                "--wait", "30"], capture_output=True, text=True,
