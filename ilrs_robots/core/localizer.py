@@ -323,8 +323,11 @@ class Localizer:
         if miss <= tol:
             self._disagreed = False
             return ""
-        if abs(dy - pred[1]) > tol or dx > pred[0]:
-            # sideways, or further than the wheels rolled: not slip, a tracking error
+        along = dx if pred[0] >= 0.0 else -dx  # in the direction the wheels rolled
+        if abs(dy - pred[1]) > tol or along > abs(pred[0]) or along < -tol:
+            # sideways, further than the wheels rolled, or back against them: slip only
+            # shortens the wheels' motion, so this is a tracking error (held twice in a row it
+            # used to be fused, and ungated, as slip)
             return f"moves otherwise than the wheels: by {miss:.3f} m"
         if self._disagreed:
             return ""  # shorter than the wheels twice in a row: let the filter judge (slip)

@@ -135,6 +135,9 @@ class NavigatorConfig:
     backup_speed: float = 0.15  # m/s
     turn_angle: float = math.pi / 2.0  # rad
     turn_speed: float = 0.4  # rad/s
+    # as FollowerLimits.slope_rotate_*: on a slope, turn slowly enough for visual odometry
+    slope_turn_speed: float = 0.22  # rad/s
+    slope_turn_start: float = math.radians(2.0)  # rad of tilt
     recovery_timeout: float = 15.0  # s a back-up or turn may take
     goal_timeout: float = 0.0  # s for a whole goal (0 = none)
     localization_timeout: float = 2.0  # s without a valid pose -> NO_LOCALIZATION
@@ -147,7 +150,7 @@ class NavigatorConfig:
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{item.name} must be finite and not negative, got {value!r}")
         for name in ("stall_timeout", "progress_distance", "slip_window", "backup_speed",
-                     "turn_speed", "recovery_timeout", "speed_window"):
+                     "turn_speed", "slope_turn_speed", "recovery_timeout", "speed_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
@@ -222,6 +225,7 @@ class _Recovery:
     turned: float = 0.0
     last_yaw: float = 0.0
     direction: float = 1.0
+    slow: bool = False  # a turn that met a slope stays slow to its end
 
 
 def _valid_pose(pose: Pose2D | None) -> bool:
@@ -495,7 +499,13 @@ class Navigator:
             if left <= 0.0:
                 done = True
             else:
-                command = (0.0, rec.direction * cfg.turn_speed)
+                speed = cfg.turn_speed
+                if regulation is not None and math.isfinite(regulation.slope) \
+                        and abs(regulation.slope) >= cfg.slope_turn_start:
+                    rec.slow = True
+                if rec.slow:
+                    speed = min(speed, cfg.slope_turn_speed)
+                command = (0.0, rec.direction * speed)
         if not done:
             reason = self._check_recovery_motion(pose, command, left)
             if reason is not None:

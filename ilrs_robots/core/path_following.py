@@ -56,6 +56,11 @@ class FollowerLimits:
     rotate_exit_angle: float = math.radians(15.0)  # ... until within this one
     rotate_speed: float = 0.6  # rad/s when turning in place
     min_rotate_speed: float = 0.08  # rad/s: the slowest useful turn (wheels must still move)
+    # on a slope a skid-steer turn in place slides the rover downhill (~0.7 m per rad on
+    # south_pole's 4 deg), which only visual odometry sees, and only in slow turns: from
+    # slope_rotate_start on, turns in place are no faster than slope_rotate_speed
+    slope_rotate_speed: float = 0.22  # rad/s commanded (skid steering turns at about half)
+    slope_rotate_start: float = math.radians(2.0)  # rad of tilt
     regulated_min_radius: float = 1.0  # m: slower on curves tighter than this
     approach_distance: float = 1.5  # m: slow down within this distance of the goal
     min_approach_speed: float = 0.05  # m/s
@@ -77,6 +82,7 @@ class FollowerLimits:
                 raise ValueError(f"{item.name} must be finite and not negative, got {value!r}")
         for name in ("max_linear", "max_angular", "max_linear_accel", "max_linear_decel",
                      "max_angular_accel", "goal_tolerance", "min_lookahead", "rotate_speed",
+                     "slope_rotate_speed",
                      "rollout_step", "tilt_limit"):
             if getattr(self, name) <= 0.0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -193,6 +199,7 @@ class PurePursuitFollower:
         self._max_speed = self.limits.max_linear
         self._last = (0.0, 0.0)
         self._rotating = False
+        self._slow_turn = False  # this turn in place began or went on on a slope
         self._at_goal_position = False
 
     # -- path -------------------------------------------------------------------------------
@@ -298,7 +305,7 @@ class PurePursuitFollower:
             yaw_err = wrap_angle(goal.yaw - pose.yaw)
             if not lim.rotate_to_goal_heading or abs(yaw_err) <= lim.yaw_tolerance:
                 return self._stop(ARRIVED, remaining=0.0)
-            return self._turn(pose, yaw_err, dt, ROTATING_TO_GOAL, 0.0)
+            return self._turn(pose, yaw_err, dt, ROTATING_TO_GOAL, 0.0, slope=slope)
 
         lookahead = min(max(abs(speed) * lim.lookahead_time, lim.min_lookahead),
                         lim.max_lookahead)
@@ -312,8 +319,9 @@ class PurePursuitFollower:
         if abs(angle) > lim.rotate_in_place_angle or (
                 self._rotating and abs(angle) > lim.rotate_exit_angle):
             self._rotating = True
-            return self._turn(pose, angle, dt, ROTATING, remaining, (cx, cy))
+            return self._turn(pose, angle, dt, ROTATING, remaining, (cx, cy), slope=slope)
         self._rotating = False
+        self._slow_turn = False
 
         dist2 = x_l * x_l + y_l * y_l
         curvature = 2.0 * y_l / dist2 if dist2 > 1e-9 else 0.0
@@ -357,11 +365,17 @@ class PurePursuitFollower:
     # -- internals --------------------------------------------------------------------------
 
     def _turn(self, pose: Pose2D, angle: float, dt: float, state: str, remaining: float,
-              carrot: tuple[float, float] | None = None) -> FollowCommand:
-        """Turn in place towards `angle` (rad, relative), slowing to stop on it."""
+              carrot: tuple[float, float] | None = None, slope: float = 0.0) -> FollowCommand:
+        """Turn in place towards `angle` (rad, relative), slowing to stop on it (and slow
+        once it met a slope of `slope` rad, see `FollowerLimits.slope_rotate_speed`)."""
         lim = self.limits
         speed = min(lim.rotate_speed, lim.max_angular,
                     math.sqrt(2.0 * lim.max_angular_accel * abs(angle)))
+        # latched for the whole turn: the IMU's tilt changes with the heading (an
+        # accelerometer bias of 2 deg adds to or takes from the slope as the rover turns)
+        self._slow_turn = self._slow_turn or abs(slope) >= lim.slope_rotate_start
+        if self._slow_turn:
+            speed = min(speed, lim.slope_rotate_speed)
         w = math.copysign(max(speed, lim.min_rotate_speed), angle)
         reason = self._check(pose, 0.0, w)
         if reason is not None:
@@ -392,6 +406,7 @@ class PurePursuitFollower:
     def _stop(self, state: str, reason: str | None = None,
               remaining: float | None = None) -> FollowCommand:
         self._last = (0.0, 0.0)
+        self._slow_turn = False
         if remaining is None or not math.isfinite(remaining):
             remaining = float(self._cum[-1]) if len(self._cum) else 0.0
         return FollowCommand(0.0, 0.0, state, distance_remaining=max(0.0, remaining),

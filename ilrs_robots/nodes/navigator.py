@@ -84,6 +84,10 @@ FOLLOWER = (
     ("min_lookahead", 0.6, "Shortest lookahead (m)", (0.1, 10.0)),
     ("max_lookahead", 2.0, "Longest lookahead (m)", (0.1, 20.0)),
     ("rotate_speed", 0.6, "Turn rate when turning in place (rad/s)", (0.01, 5.0)),
+    ("slope_rotate_speed", 0.22, "Turn rate in place on a slope of slope_rotate_start or "
+     "more, slow enough for visual odometry to see the rover slide (rad/s)", (0.01, 5.0)),
+    ("slope_rotate_start", math.radians(2.0), "Tilt from which turns in place are slow (rad)",
+     (0.0, 1.0)),
     ("rollout_time", 2.0, "Seconds of motion checked against the costmaps before each "
      "command (s)", (0.1, 10.0)),
 )
@@ -102,6 +106,10 @@ RECOVERY = (
     ("backup_speed", 0.15, "Back-up recovery speed (m/s)", (0.01, 2.0)),
     ("turn_angle", math.pi / 2.0, "Turn recovery angle (rad)", (0.0, 2.0 * math.pi)),
     ("turn_speed", 0.4, "Turn recovery rate (rad/s)", (0.01, 5.0)),
+    ("slope_turn_speed", 0.22, "Turn recovery rate on a slope of slope_turn_start or more "
+     "(rad/s)", (0.01, 5.0)),
+    ("slope_turn_start", math.radians(2.0), "Tilt from which turn recoveries are slow (rad)",
+     (0.0, 1.0)),
     ("recovery_timeout", 15.0, "Longest back-up or turn (s)", (0.5, 600.0)),
     ("replan_period", 10.0, "Replan this often while following (s, 0 = only when blocked)",
      (0.0, 3600.0)),

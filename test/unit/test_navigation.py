@@ -21,7 +21,12 @@ from ilrs_robots.core.navigation import (
     error_code_of,
 )
 from ilrs_robots.core.navigation import Navigator as _Navigator
-from ilrs_robots.core.path_following import FollowerLimits, PurePursuitFollower, rollout
+from ilrs_robots.core.path_following import (
+    FollowerLimits,
+    PurePursuitFollower,
+    Regulation,
+    rollout,
+)
 
 DT = 0.1
 MAP = (-20.0, 40.0)  # square map bounds, both axes
@@ -498,3 +503,18 @@ def test_a_path_still_blocked_after_replanning_starts_a_recovery():
     assert outputs[0].state is NavState.RECOVERING and "blocked too" in outputs[0].note
     assert outputs[-1].result.error_code == NavError.BLOCKED
     assert world.plan_calls - calls <= 3  # no replanning storm, one plan per attempt
+
+
+def test_the_turn_recovery_is_slow_on_a_slope():
+    def turn_rates(slope: float) -> set[float]:
+        world = World()
+        nav = make(world)
+        nav.set_goal(Pose2D(15.0, 0.0), 0.0, world.pose)
+        run(nav, world, until=lambda o: world.pose.x > 3.0)
+        world.stalled = True
+        outputs = run(nav, world, seconds=300.0, regulation=Regulation(slope=slope))
+        return {abs(o.angular) for o in outputs
+                if o.state is NavState.RECOVERING and o.linear == 0.0 and o.angular != 0.0}
+
+    assert turn_rates(0.0) == {CONFIG.turn_speed}
+    assert turn_rates(math.radians(5.0)) == {CONFIG.slope_turn_speed}

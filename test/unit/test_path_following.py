@@ -268,3 +268,50 @@ def test_never_a_non_finite_or_excessive_command(x, y, yaw, dt, slope, cost, con
         assert 0.0 <= cmd.linear <= LIMITS.max_linear + 1e-9
         assert abs(cmd.angular) <= LIMITS.max_angular + 1e-9
         assert math.isfinite(cmd.distance_remaining)
+
+
+def test_turns_in_place_slowly_on_a_slope():
+    """On a slope a turn in place slides the rover: it turns no faster than
+    slope_rotate_speed there (for visual odometry to see the slide), at rotate_speed on
+    flat ground."""
+    def peak_turn(slope: float) -> float:
+        follower = PurePursuitFollower(LIMITS)
+        follower.set_path(straight(0.0, 0.0, 8.0, 0.0))
+        pose, peak = Pose2D(0.0, 0.0, math.pi), 0.0
+        for _ in range(300):
+            cmd = follower.compute(pose, DT, Regulation(slope=slope))
+            if cmd.state != ROTATING:
+                break
+            assert cmd.linear == 0.0
+            peak = max(peak, abs(cmd.angular))
+            pose = advance(pose, cmd.linear, cmd.angular)
+        assert abs(wrap_angle(pose.yaw)) < math.radians(45.0)  # turned towards the path
+        return peak
+
+    assert peak_turn(0.0) == pytest.approx(LIMITS.rotate_speed)
+    assert peak_turn(LIMITS.slope_rotate_start - 0.01) == pytest.approx(LIMITS.rotate_speed)
+    for slope in (LIMITS.slope_rotate_start, -math.radians(8.0)):
+        assert peak_turn(slope) == pytest.approx(LIMITS.slope_rotate_speed)
+    with pytest.raises(ValueError):
+        FollowerLimits(slope_rotate_speed=0.0)
+
+
+def test_a_turn_that_began_on_a_slope_stays_slow_when_the_tilt_reading_drops():
+    """The IMU's tilt moves with the heading (a body-fixed accelerometer bias): a turn
+    begun slow on a slope must not speed up when the reading dips under the threshold."""
+    follower = PurePursuitFollower(LIMITS)
+    follower.set_path(straight(0.0, 0.0, 8.0, 0.0))
+    pose = Pose2D(0.0, 0.0, math.pi)
+    rates = []
+    for k in range(400):
+        slope = LIMITS.slope_rotate_start if k < 5 else 0.0
+        cmd = follower.compute(pose, DT, Regulation(slope=slope))
+        if cmd.state != ROTATING:
+            break
+        rates.append(abs(cmd.angular))
+        pose = advance(pose, cmd.linear, cmd.angular)
+    assert len(rates) > 20 and max(rates) == pytest.approx(LIMITS.slope_rotate_speed)
+    # the next turn, on flat ground, is fast again
+    follower.set_path(straight(0.0, 0.0, -8.0, 0.0))
+    cmd = follower.compute(Pose2D(0.0, 0.0, 0.0), 2.0, Regulation(slope=0.0))
+    assert cmd.state == ROTATING and abs(cmd.angular) > LIMITS.slope_rotate_speed
