@@ -11,7 +11,9 @@ time, against the navigator's maximum speed (`max_linear`).
 
     .venv/bin/python bench/bench_navigation.py [--goals 20] [--seed 1] [--rate 2]
 
-Targets (issue 8): success >= 95 % with no tip-over, speed made good >= 60 %.
+Targets (issue 8): success >= 95 % with no tip-over, speed made good >= 60 %; the
+localization's error at each goal is set against the traverse's target (< 2 % of the distance
+driven, < 2 deg).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ SUCCESS_TARGET = 95.0
 SPEED_TARGET = 60.0
 TIP_OVER_DEG = 45.0
 TILT_LIMIT_DEG = 20.0
+LOC_TARGET_PCT = 2.0  # localization: final error per distance driven (issue 8, ilrs sim)
+LOC_TARGET_DEG = 2.0
 
 
 def navigator_limits() -> tuple[float, float]:
@@ -151,6 +155,16 @@ def main() -> int:
     print(f"| speed made good / max_linear {max_linear:g} m/s (reached goals) | "
           f"{made_good:.0f} % | >= {SPEED_TARGET:g} % | "
           f"{'OK' if made_good >= SPEED_TARGET else 'MISS'} |")
+    driven = [(r.localization_error, r.driven) for r, _, _ in rows
+              if r.driven > 0 and math.isfinite(r.localization_error[0])]
+    if driven:
+        worst_pct = max(100.0 * e[0] / d for e, d in driven)
+        worst_deg = max(math.degrees(e[1]) for e, _ in driven)
+        print(f"| localization error at each goal's end, worst, % of the leg driven | "
+              f"{worst_pct:.1f} % | < {LOC_TARGET_PCT:g} % | "
+              f"{'OK' if worst_pct < LOC_TARGET_PCT else 'MISS'} |")
+        print(f"| heading error at each goal's end, worst | {worst_deg:.1f} deg | "
+              f"< {LOC_TARGET_DEG:g} deg | {'OK' if worst_deg < LOC_TARGET_DEG else 'MISS'} |")
     return 0
 
 
