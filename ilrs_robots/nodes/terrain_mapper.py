@@ -299,7 +299,7 @@ class TerrainMapperNode(Node):
                                 read_only=True),
             "resolution": declare(d, "resolution", 0.5, "Cell size of the global costmap (m)",
                                   range=(0.05, 10.0), read_only=True),
-            "keep_out_radius_reactor": declare(d, "keep_out_radius_reactor", 15.0,
+            "keep_out_radius_reactor": declare(d, "keep_out_radius_reactor", 10.0,
                                                "Exclusion radius around the reactor (m)",
                                                range=(0.0, 1000.0), read_only=True),
             "structure_margin": declare(d, "structure_margin", 0.5, "Added to the radius of "

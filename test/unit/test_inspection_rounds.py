@@ -208,3 +208,24 @@ def test_dose_forecast_of_the_shipped_round_in_the_world_field_is_within_budget(
     assert hot.total > rnd.dose_budget_usv
     with pytest.raises(ValueError, match="speed"):
         forecast_dose(rnd, rate, (0.0, 0.0), speed=0.0)
+
+
+def test_every_point_of_the_shipped_round_is_a_goal_the_shipped_navigator_accepts():
+    """The round and the navigation settings ship together: no point may lie inside the
+    navigator's keep-outs grown by its footprint (it would refuse it as IN_KEEP_OUT), nor the
+    terrain mapper's reactor exclusion zone."""
+    from ilrs_robots.core.navigation_support import parse_keep_outs
+
+    def params(name: str) -> dict:
+        data = yaml.safe_load((ROOT / "config" / "params" / f"{name}.yaml").read_text())
+        return next(iter(data.values()))["ros__parameters"]
+
+    nav, mapper = params("navigator"), params("terrain_mapper")
+    zones = parse_keep_outs(nav["keep_outs"])
+    reactor_x, reactor_y = keep_out_center(SITE)
+    for point in load_round(ROUND_FILE).points:
+        for zone in zones:
+            distance = math.hypot(point.pose.x - zone.x, point.pose.y - zone.y)
+            assert distance > zone.radius + nav["footprint_radius"], (point.name, zone.name)
+        distance = math.hypot(point.pose.x - reactor_x, point.pose.y - reactor_y)
+        assert distance > mapper["keep_out_radius_reactor"] + nav["footprint_radius"], point.name
