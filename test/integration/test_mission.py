@@ -83,6 +83,8 @@ def test_short_traverse_reaches_each_goal_by_ground_truth_and_draws_the_picture(
                  for m in list(truth)]
     assert code == 0, f"{out[-4000:]}\n{logs(tmp_path)}"
     assert "mission complete" in out
+    # the simulator loaded the world asked for, not sim.yaml's own
+    assert "world 'test_flat'" in (tmp_path / "run" / "logs" / "sim.log").read_text()
     assert len(track) > 100, "the test saw no ground truth of the run"
     start = track[0]
     assert math.hypot(start[0] - goals[0].x, start[1] - goals[0].y) > 8.0

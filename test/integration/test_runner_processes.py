@@ -1,6 +1,6 @@
 """The runner's processes: children die with their parent, one runner per run directory,
-clear errors before anything starts, respawn limits, Fast DDS shared memory of killed nodes,
-and `ilrs sim --world`. Real processes throughout."""
+clear errors before anything starts, respawn limits, Fast DDS shared memory of killed nodes
+(`ilrs sim --world` is test_mission's). Real processes throughout."""
 
 from __future__ import annotations
 
@@ -70,17 +70,6 @@ def test_unknown_world_fails_at_once_naming_the_worlds():
     assert "no world 'nonexistent'" in text
     assert "south_pole" in text and "test_flat" in text
     assert "Traceback" not in text and "started" not in text
-
-
-def test_sim_mission_runs_in_the_world_asked_for(tmp_path):
-    run_dir = tmp_path / "run"
-    out = run_cli("sim", "--world", "test_flat", "--scale", "0.05", "--run-dir", str(run_dir),
-                  "--out", str(tmp_path / "out"), timeout=600)
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text
-    sim_log = (run_dir / "logs" / "sim.log").read_text()
-    assert "world 'test_flat'" in sim_log, sim_log
-    assert (tmp_path / "out" / "mission_track.png").stat().st_size > 0
 
 
 def test_gazebo_mode_is_refused_clearly(tmp_path):
