@@ -48,7 +48,8 @@ from rclpy.parameter import Parameter
 
 T = TypeVar("T")
 
-__all__ = ["ParameterError", "check_overrides", "declare", "ignore_interrupts", "run_node"]
+__all__ = ["ParameterError", "check_overrides", "declare", "ignore_interrupts", "interrupt_once",
+           "run_node"]
 
 # Parameters rclpy or the ROS tools may set on any node.
 GENERIC_PARAMETERS = ("use_sim_time", "start_type_description_service")
@@ -257,7 +258,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     `threads` > 0 spins a MultiThreadedExecutor of that many threads, for nodes whose action
     goals block their own callback while services, cancel and estop must still be served.
     """
-    rclpy.init(args=args)
+    interrupt_once()
+    rclpy.init(args=args)  # rclpy's handler chains to the one interrupt_once installed
     node: Any = None
     executor: Any = MultiThreadedExecutor(num_threads=threads) if threads > 0 else None
     code = 0
@@ -294,6 +296,21 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             rclpy.try_shutdown()
             ignore_interrupts()  # rclpy's shutdown may have put its handlers back
     return code
+
+
+def interrupt_once() -> None:
+    """Let the first SIGINT raise KeyboardInterrupt and ignore every later one.
+
+    The handler switches SIGINT off before it raises, so a second Ctrl-C arriving before the
+    `finally` of the spin has reached `ignore_interrupts()` cannot interrupt the shutdown.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt_and_ignore_the_rest)
+
+
+def _interrupt_and_ignore_the_rest(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def ignore_interrupts() -> None:

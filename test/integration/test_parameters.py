@@ -4,7 +4,11 @@ overrides that no parameter takes."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -129,3 +133,47 @@ def test_start_up_overrides() -> None:
     with pytest.raises(ParameterError, match="'prot'.*did you mean 'port'"):
         _build([Parameter("prot", Parameter.Type.STRING, "/dev/null")])
     _build([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+
+
+INTERRUPTED_NODE = """
+import sys, time
+from rclpy.node import Node
+from ilrs_robots.nodes.params import run_node
+
+class Interrupted(Node):
+    def __init__(self):
+        super().__init__("interrupted")
+        self.ticks = 0
+        self.create_timer(0.001, self.tick)  # a busy spin, as a driver's is
+
+    def tick(self):
+        self.ticks += 1
+        if self.ticks == 1:
+            print("ready", flush=True)  # spinning, so built: close() is owed
+
+    def close(self):
+        time.sleep(0.2)
+        print("closed", flush=True)
+
+sys.exit(run_node(Interrupted, sys.argv))
+"""
+
+
+def test_a_burst_of_interrupts_never_cuts_the_shutdown_short() -> None:
+    """A terminal's Ctrl-C and launch's own SIGINT arrive microseconds to milliseconds apart:
+    whatever the gap, the node closes (its motors' stop) and exits 0 without a traceback."""
+    for attempt in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_NODE],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            for gap in (0.0, 0.0005 * attempt, 0.002 * attempt):
+                proc.send_signal(signal.SIGINT)
+                time.sleep(gap)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, f"attempt {attempt}: exit {proc.returncode}\n{err}"
+        assert "closed" in out, f"attempt {attempt}: close() cut short\n{err}"
+        assert "Traceback" not in err, f"attempt {attempt}:\n{err}"
