@@ -105,6 +105,20 @@ def test_lost_oks_are_recovered_without_sending_a_line_twice(tmp_path: Path, ber
         assert outcome.resends == 0 and outcome.lines_sent == len(job.commands)
         wait_for(lambda: finished(emu, job))
         assert job_commands_executed(emu) == job.commands
+    # a host blind to the ring, 16 lines in flight, while a 1 s dwell holds a small
+    # command buffer and planner: the ring must overflow, deterministically
+    part = PrintJob(["G4 S1"] + [f"M117 line {i} of the blind host" for i in range(60)]
+                    + ["G4 S1"] + [f"M117 line {i} after the second dwell" for i in range(60)],
+                    name="dwell and messages")
+    (tmp_path / "blind").mkdir()
+    with emulator(tmp_path / "blind", speedup=1.0, buffer_size=2, planner_size=2) as emu:
+        with PrinterHost(str(emu.link), window=16, rx_buffer=0, ok_timeout=0.5) as host:
+            outcome = host.print_job(part)
+        assert outcome.error_code == ErrorCode.NONE, outcome
+        wait_for(lambda: finished(emu, part))
+        assert emu.bytes_dropped > 0 and emu.lines_rejected > 0  # the ring overflowed
+        assert outcome.resends > 0
+        assert job_commands_executed(emu) == part.commands
 
 
 def run_in_thread(host: PrinterHost, job: PrintJob) -> tuple[threading.Thread, list]:
@@ -243,9 +257,9 @@ def test_journal_renumbers_after_the_controller_restarted(tmp_path: Path, berm) 
 
 def test_the_receive_buffer_is_never_overfilled_and_an_overfilled_one_costs_resends_only(
         tmp_path: Path, berm) -> None:
-    """Marlin's 128-byte receive ring: the host keeps its bytes in flight under it. (A host
-    blind to the ring, rx_buffer=0, can livelock when its probe is dropped in the full ring:
-    an open bug, see the session note.)"""
+    """Marlin's 128-byte receive ring: the host keeps its bytes in flight under it; a host
+    that does not (16 lines in flight) loses bytes, and the checksums still let nothing
+    through twice or out of order."""
     job, _ = berm
     with emulator(tmp_path, speedup=400.0) as emu:
         with PrinterHost(str(emu.link), window=16) as host:

@@ -105,6 +105,22 @@ def test_bad_checksum_and_wrong_number_request_a_resend(emu, link) -> None:
     wait_for(lambda: emu.executed_numbers() == [1])
 
 
+def test_a_line_that_lost_its_end_never_holds_the_receive_ring_full(emu, link) -> None:
+    """Marlin keeps 95 characters of a line and ignores the rest up to its newline: a line
+    whose newline was dropped (330 bytes of run-on text) is refused and asked again; the ring
+    takes the next line."""
+    link.send(reset_numbering(0))
+    link.until_ok()
+    link.send(b"N1 M117 a line that lost its end " * 10)
+    wait_for(lambda: emu.bytes_dropped > 0)  # the ring took what it could of it
+    link.send(frame(1, "G1 X5"))
+    lines = link.until_ok()
+    assert lines[0].startswith("Error:") and lines[1] == "Resend: 1", lines  # cut: no checksum
+    link.send(frame(1, "G1 X5"))
+    assert parse_reply(link.until_ok()[-1]).number == 1
+    wait_for(lambda: emu.executed_numbers() == [1])
+
+
 def test_temperature_position_and_auto_report(emu, link) -> None:
     link.send(b"M104 S60\n")
     link.until_ok()

@@ -8,6 +8,9 @@ What a host sees is Marlin's serial behaviour:
 * bytes wait in a receive ring of ``rx_buffer`` bytes (Marlin's RX_BUFFER_SIZE, 128) until
   the command buffer takes their line; what arrives while the ring is full is dropped, as
   Marlin's serial interrupt drops it (the line then fails its checksum and is asked again);
+  the line being assembled keeps at most ``MAX_CMD_SIZE - 1`` characters and ignores the rest
+  up to its end of line, as Marlin's ``get_serial_commands`` does, so a line that lost its
+  newline never holds the ring full;
   ``M112`` is seen even then (the emergency parser reads every byte received);
 * a small command buffer (``buffer_size``, Marlin's BUFSIZE) feeds a planner of
   ``planner_size`` blocks; ``ok`` (ADVANCED_OK by default: ``ok N<n> P<free> B<free>``) is sent
@@ -52,6 +55,7 @@ from ilrs_robots.core.construction.designs import parse_printer_yaml
 from ilrs_robots.core.construction.gcode import Command, GcodeError, parse_command
 from ilrs_robots.core.construction.slicer import HeightGrid
 from ilrs_robots.protocols.marlin import (
+    MAX_COMMAND_LENGTH,
     MSG_BUSY_PROCESSING,
     MSG_HALTED,
     MarlinProtocolError,
@@ -65,6 +69,8 @@ from ilrs_robots.protocols.marlin import (
 )
 from ilrs_robots.resources import config_path
 from ilrs_robots.sim.devices.pty_device import PtyDevice, serve_until_signalled
+
+LINE_CHARS = MAX_COMMAND_LENGTH - 1  # characters of a line Marlin keeps; the rest it ignores
 
 FIRMWARE = "echo:Marlin 2.1.2 (ilrs_robots emulator)"
 MOTION_CODES = ("G0", "G1", "G2", "G3")
@@ -289,8 +295,9 @@ class PrinterEmulator(PtyDevice):
                     if len(data) > room:
                         self.bytes_dropped += len(data) - room
                         data = data[:room]
-                *lines, self._partial = (self._partial + data).split(b"\n")
-                self._rx.extend(line for line in lines if line.strip())
+                *lines, partial = (self._partial + data).split(b"\n")
+                self._partial = partial[:LINE_CHARS]
+                self._rx.extend(line[:LINE_CHARS] for line in lines if line.strip())
             self._cv.notify_all()
         if kill:
             self._kill("M112")
