@@ -24,7 +24,9 @@ each normalised by its limit (over the limit = lethal), plus keep-out discs (let
 cells, and inflation of lethal cells by the rover's footprint radius (inside: lethal; beyond:
 a cost decaying to zero at ``inflation_radius``). :class:`GlobalCostmap` keeps heights and
 their variance on the global grid and merges local observations into them, recomputing only
-the cells whose cost can change.
+the cells whose cost can change; it also keeps the hazards a finer local map found (rocks and
+steps smaller than a global cell, which resampling the heights would smooth away) as an
+obstacle layer, marked and cleared by :meth:`GlobalCostmap.merge_obstacles`.
 """
 
 from __future__ import annotations
@@ -413,12 +415,15 @@ def cost_grid(heightmap: Heightmap, params: CostParams | None = None,
 
 
 def _costs(heights: np.ndarray, res: float, origin: tuple[float, float], params: CostParams,
-           keep: tuple[KeepOut, ...], variance: float | np.ndarray | None) -> np.ndarray:
+           keep: tuple[KeepOut, ...], variance: float | np.ndarray | None,
+           obstacles: np.ndarray | None = None) -> np.ndarray:
     layers = terrain_layers(heights, res, params, variance)
     cost = hazard_costs(layers, params)
     if variance is not None:
         var = np.broadcast_to(np.asarray(variance, dtype=np.float64), cost.shape)
         cost[~(var <= params.max_variance)] = np.nan  # also NaN variance
+    if obstacles is not None:
+        cost[obstacles] = LETHAL  # seen by a finer map: lethal even where heights are unknown
     for k in keep:
         _fill_disc(cost, origin, res, k.x, k.y, k.radius, LETHAL)
     return inflate(cost, res, params)
@@ -450,6 +455,7 @@ class GlobalCostmap:
         self.heights = prior.copy()
         self.variance = np.broadcast_to(np.asarray(prior_variance, dtype=np.float64),
                                         prior.shape).copy()
+        self.obstacles = np.zeros(prior.shape, dtype=bool)  # see merge_obstacles
         self.grid = cost_grid(self.heights, self.params, self.keep_outs, self.variance)
 
     def merge(self, local: Heightmap, local_variance: np.ndarray | float
@@ -491,6 +497,46 @@ class GlobalCostmap:
         node_origin = (origin[0] + resolution / 2.0, origin[1] + resolution / 2.0)
         return self.merge(Heightmap(heights, node_origin, resolution), variance)
 
+    def merge_obstacles(self, lethal: np.ndarray, judged: np.ndarray,
+                        origin: tuple[float, float], resolution: float,
+                        clear_fraction: float = 0.5) -> tuple[slice, slice] | None:
+        """Mark the hazards of a finer local map (cells laid out as in :meth:`merge_cells`)
+        on the obstacle layer: a global cell holding a ``lethal`` local cell becomes an
+        obstacle (lethal, then inflated like any hazard); one whose local cells were judged
+        (``judged``) for at least ``clear_fraction`` of its area, none lethal, is cleared.
+        Returns the recomputed (rows, cols) slices, or None when no cell changed."""
+        lethal = np.asarray(lethal, dtype=bool)
+        judged = np.asarray(judged, dtype=bool)
+        if lethal.shape != judged.shape or lethal.ndim != 2:
+            raise ValueError("lethal and judged must be 2-D arrays of one shape")
+        judged = judged | lethal
+        hm = self.heights
+        res = hm.resolution
+        ny, nx = hm.shape
+        jr, jc = np.nonzero(judged)
+        if len(jr) == 0:
+            return None
+        # the global node (cell centre) nearest each judged local cell's centre
+        cols = np.rint((origin[0] + (jc + 0.5) * resolution - hm.origin[0]) / res).astype(int)
+        rows = np.rint((origin[1] + (jr + 0.5) * resolution - hm.origin[1]) / res).astype(int)
+        inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+        if not inside.any():
+            return None
+        flat = rows[inside] * nx + cols[inside]
+        seen = np.bincount(flat, minlength=ny * nx).reshape(ny, nx)
+        hits = np.bincount(flat, weights=lethal[jr, jc][inside].astype(np.float64),
+                           minlength=ny * nx).reshape(ny, nx)
+        per_cell = max(1.0, (res / resolution) ** 2)
+        mark = hits > 0
+        clear = (hits == 0) & (seen >= clear_fraction * per_cell)
+        new = np.where(mark, True, np.where(clear, False, self.obstacles))
+        changed = new != self.obstacles
+        if not changed.any():
+            return None
+        self.obstacles = new
+        rr, cc = np.nonzero(changed)
+        return self._recompute(int(rr.min()), int(rr.max()), int(cc.min()), int(cc.max()))
+
     def _recompute(self, r0: int, r1: int, c0: int, c1: int) -> tuple[slice, slice]:
         """Recompute the costs that nodes rows r0..r1, cols c0..c1 can affect."""
         m = self.params.margin_cells(self.heights.resolution)
@@ -500,7 +546,8 @@ class GlobalCostmap:
         res = self.heights.resolution
         origin = (self.grid.origin[0] + b[2] * res, self.grid.origin[1] + b[0] * res)
         cost = _costs(self.heights.heights[b[0]:b[1], b[2]:b[3]], res, origin, self.params,
-                      self.keep_outs, self.variance[b[0]:b[1], b[2]:b[3]])
+                      self.keep_outs, self.variance[b[0]:b[1], b[2]:b[3]],
+                      self.obstacles[b[0]:b[1], b[2]:b[3]])
         rows = slice(a[0], a[1])
         cols = slice(a[2], a[3])
         self.grid.cost[rows, cols] = cost[a[0] - b[0]:a[1] - b[0], a[2] - b[2]:a[3] - b[2]]

@@ -7,6 +7,12 @@ Heights: the local map is tied to the prior vertically. The rover's height in ``
 dead-reckoned and drifts; the prior DEM is coarse and noisy but unbiased, so the median of
 (observed - prior) over the cells seen is a good estimate of the drift, and it is removed
 (smoothed) before the observed heights replace the prior's (see :class:`VerticalAlignment`).
+
+Small hazards: a rock or a step narrower than a global cell is smoothed away when the
+observed heights are sampled onto the global grid, so the planner would route the rover
+straight back to the rock the local map stops it at. The local map's rock and step cells are
+therefore marked on the global map's obstacle layer (and cleared when seen free again), as a
+Nav2 global costmap's obstacle layer holds what the sensors saw (``mark_local_hazards``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ilrs_robots.core.costmap import CostParams, GlobalCostmap, KeepOut
-from ilrs_robots.core.elevation import ElevationMap, HazardLimits, HazardMap
+from ilrs_robots.core.elevation import ROCK, STEP, ElevationMap, HazardLimits, HazardMap
 from ilrs_robots.core.stereo import (
     StereoConfig,
     StereoMatcher,
@@ -169,6 +175,7 @@ class MapperConfig:
     depth_sigma: float = 0.002  # m at 1 m, for a depth image's points (grows with depth^2)
     align_to_prior: bool = True
     level_frames: bool = True  # tie each frame's height and tilt to the prior DEM
+    mark_local_hazards: bool = True  # rocks and steps of the local map -> global obstacles
 
 
 @dataclass
@@ -180,6 +187,15 @@ class MappingResult:
     valid_fraction: float
     offset: float
     changed: tuple[slice, slice] | None
+
+
+def _union(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None
+           ) -> tuple[slice, slice] | None:
+    """The (rows, cols) slices covering both (either may be None)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return (slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+            slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)))
 
 
 class TerrainMapper:
@@ -246,6 +262,11 @@ class TerrainMapper:
         changed = None
         if known.any():
             changed = self.global_map.merge_cells(heights, variance, hz.origin, hz.resolution)
+        if c.mark_local_hazards:
+            small = (hz.flags & (ROCK | STEP)) != 0
+            marked = self.global_map.merge_obstacles(small, ~hz.unknown, hz.origin,
+                                                     hz.resolution)
+            changed = _union(changed, marked)
         return MappingResult(hz, n, valid_fraction, offset, changed)
 
     def local_heights(self) -> tuple[np.ndarray, tuple[float, float], float]:

@@ -228,7 +228,8 @@ class TerrainMapperNode(Node):
         stereo = StereoConfig(min_range=p["min_range"], max_range=p["max_range"],
                               point_step=p["point_step"])
         config = MapperConfig(p["local_size"], p["local_resolution"], stereo, limits,
-                              align_to_prior=p["align_to_prior"] and sigma != UNKNOWN_SIGMA)
+                              align_to_prior=p["align_to_prior"] and sigma != UNKNOWN_SIGMA,
+                              mark_local_hazards=p["mark_local_hazards"])
         self.mapper = TerrainMapper(prior, sigma ** 2, costs, zones, p["resolution"], config)
         self.lock = threading.Lock()
         self.tree = TransformTree()
@@ -340,6 +341,9 @@ class TerrainMapperNode(Node):
                              "'stereo' or 'depth'", read_only=True),
             "align_to_prior": declare(d, "align_to_prior", True, "Tie observed heights to the "
                                       "prior's datum (median offset)", read_only=True),
+            "mark_local_hazards": declare(d, "mark_local_hazards", True, "Mark the local "
+                                          "map's rocks and steps on the global costmap "
+                                          "(cleared when seen free)", read_only=True),
             "mapping_rate": declare(d, "mapping_rate", 5.0, "Most stereo pairs mapped per "
                                     "second of sensor time", range=(0.1, 60.0)),
             "costmap_period": declare(d, "costmap_period", 1.0, "Shortest interval between "

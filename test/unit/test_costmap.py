@@ -217,3 +217,39 @@ def test_merging_a_cell_grid_matches_merging_its_nodes():
     assert np.array_equal(a.heights.heights, b.heights.heights)
     assert not np.array_equal(a.heights.heights, prior.resample(0.5).heights)
     np.testing.assert_array_equal(a.grid.cost, b.grid.cost)
+
+
+def test_small_hazards_of_a_finer_map_are_held_as_obstacles_and_cleared_when_seen_free():
+    """A rock narrower than a global cell: its heights, sampled at the 0.5 m nodes, miss it;
+    the finer map's hazard cells mark it (inflated like any hazard) and clear it again."""
+    prior = flat(40.0, 1.0)
+    p = cm.CostParams(footprint_radius=1.0, inflation_radius=2.0)
+    gm = cm.GlobalCostmap(prior, p, prior_variance=0.15 ** 2, resolution=0.5)
+    # a 6 m x 6 m local map of 0.1 m cells, corner at (2, 2): a 0.2 m rock at (5.1, 5.1)
+    lethal = np.zeros((60, 60), dtype=bool)
+    lethal[30:32, 30:32] = True
+    judged = np.ones_like(lethal)
+    changed = gm.merge_obstacles(lethal, judged, origin=(2.0, 2.0), resolution=0.1)
+    assert changed is not None
+    assert gm.grid.cost_at(5.1, 5.1) >= cm.LETHAL
+    assert gm.grid.cost_at(5.1 + 0.9, 5.1) >= cm.LETHAL     # inflated by the footprint
+    assert 0.0 < gm.grid.cost_at(5.1 + 1.6, 5.1) < cm.LETHAL  # then the decaying band
+    assert gm.grid.cost_at(12.0, 12.0) == 0.0
+    # the windowed update equals a full rebuild with the obstacle layer
+    full = cm.cost_grid(gm.heights, p, (), gm.variance)
+    full_cost = cm._costs(gm.heights.heights, 0.5, full.origin, p, (), gm.variance,
+                          gm.obstacles)
+    np.testing.assert_allclose(gm.grid.cost, full_cost, atol=1e-6)
+    # the same again changes nothing
+    assert gm.merge_obstacles(lethal, judged, origin=(2.0, 2.0), resolution=0.1) is None
+    # seen again from afar, a quarter of the area judged: not enough to clear
+    sparse = np.zeros_like(judged)
+    sparse[::2, ::2] = True
+    assert gm.merge_obstacles(np.zeros_like(lethal), sparse, (2.0, 2.0), 0.1) is None
+    assert gm.grid.cost_at(5.1, 5.1) >= cm.LETHAL
+    # seen free: cleared, costs back to the terrain's
+    assert gm.merge_obstacles(np.zeros_like(lethal), judged, (2.0, 2.0), 0.1) is not None
+    assert not gm.obstacles.any()
+    assert gm.grid.lethal_mask().sum() == 0
+    with pytest.raises(ValueError, match="one shape"):
+        gm.merge_obstacles(lethal, judged[:, :10], (2.0, 2.0), 0.1)
