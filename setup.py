@@ -30,6 +30,7 @@ NODES = {
     "terrain_mapper": "ilrs_robots.nodes.terrain_mapper:main",
     "radiation_sensor": "ilrs_robots.nodes.radiation_sensor:main",
     "inspection": "ilrs_robots.nodes.inspection:main",
+    "gazebo_base": "ilrs_robots.nodes.gazebo_base:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",

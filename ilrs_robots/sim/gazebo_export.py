@@ -19,9 +19,13 @@ Generated from the same world description and rover geometry as the embedded sim
   OdometryPublisher for the ground truth, an IMU, the stereo pair and the mast camera at
   the embedded simulator's poses). Every Gazebo topic is ``/<robot>/...``.
 - ``bridge.yaml``: the ``ros_gz_bridge parameter_bridge`` configuration mapping those
-  topics onto the topic contract (``cmd_vel`` ROS to Gazebo; ``/clock``, ``odom``, ``/tf``,
-  ``joint_states``, ``imu/data``, the cameras' ``image_raw`` and ``camera_info`` Gazebo to
-  ROS).
+  topics onto the topic contract (``/clock``, ``odom``, ``/tf``, ``joint_states``,
+  ``imu/data``, the cameras' ``image_raw`` and ``camera_info`` Gazebo to ROS) and the
+  DiffDrive's command from ``gz/cmd_vel`` (ROS to Gazebo): ``cmd_vel`` itself goes to the
+  ``gazebo_base`` node, which enforces the estop, ``cmd_timeout`` and the limits (the DiffDrive
+  would follow its last command forever) and publishes what the wheels may do on ``gz/cmd_vel``.
+- ``gazebo_base.yaml``: that node's parameter file, the base driver's timeout and limits
+  (``config/params/rover_base.yaml``, the same source as the DiffDrive's).
 - ``robots.yaml``: where ``gazebo.launch.py`` spawns each robot, and the static transforms
   of its sensor frames (``base_link`` -> ``imu_link`` and the cameras' ``_optical_frame``).
 
@@ -59,6 +63,13 @@ HEIGHTMAP_FILE = "terrain.png"
 BRIDGE_FILE = "bridge.yaml"
 WORLD_FILE = "world.sdf"
 ROBOTS_FILE = "robots.yaml"
+BASE_PARAMS_FILE = "gazebo_base.yaml"
+GAZEBO_CMD_VEL = "gz/cmd_vel"
+"""The ROS topic (relative to the robot) bridged to the DiffDrive: gazebo_base publishes it."""
+BASE_PARAMETERS = ("cmd_timeout", "wheel_radius", "track_width", "effective_track_width",
+                   "max_linear", "max_angular", "max_wheel_speed", "max_accel", "stop_accel",
+                   "control_rate")
+"""The base driver's parameters that gazebo_base takes too (same names, same meaning)."""
 DEFAULT_WHEEL_JOINTS = ("front_left_wheel_joint", "front_right_wheel_joint",
                         "middle_left_wheel_joint", "middle_right_wheel_joint",
                         "rear_left_wheel_joint", "rear_right_wheel_joint")
@@ -252,13 +263,15 @@ def rover_model_sdf(rover: RoverSpec, robot: str = "rover1",
                     sensors: SensorSettings | None = None,
                     wheel_joints: Sequence[str] = DEFAULT_WHEEL_JOINTS,
                     effective_track_width: float | None = None, max_linear: float = 0.5,
-                    max_angular: float = 0.8, max_accel: float = 0.5) -> str:
+                    max_angular: float = 0.8, accel_limit: float = 1.5) -> str:
     """The rover's SDF model for robot namespace ``robot`` (topics ``/<robot>/...``).
 
     Wheel collisions are spheres of ``wheel_radius`` as in the embedded simulator (a sphere
     rolls on a heightmap without the edge contacts of a cylinder); visuals are cylinders.
     DiffDrive turns with ``effective_track_width`` (skid steering, as the base driver), or
-    the geometric track when it is None.
+    the geometric track when it is None. Its acceleration limit ``accel_limit`` is the base
+    driver's ``stop_accel``: gazebo_base ramps moves at ``max_accel`` itself, and a stop must
+    not be slowed down to that.
     """
     sensors = sensors or SensorSettings()
     if len(wheel_joints) != 6:
@@ -405,8 +418,8 @@ def rover_model_sdf(rover: RoverSpec, robot: str = "rover1",
         f"  <min_linear_velocity>{-max_linear:.6g}</min_linear_velocity>",
         f"  <max_angular_velocity>{max_angular:.6g}</max_angular_velocity>",
         f"  <min_angular_velocity>{-max_angular:.6g}</min_angular_velocity>",
-        f"  <max_linear_acceleration>{max_accel:.6g}</max_linear_acceleration>",
-        f"  <min_linear_acceleration>{-max_accel:.6g}</min_linear_acceleration>",
+        f"  <max_linear_acceleration>{accel_limit:.6g}</max_linear_acceleration>",
+        f"  <min_linear_acceleration>{-accel_limit:.6g}</min_linear_acceleration>",
         f"  <topic>{ns}/cmd_vel</topic>",
         f"  <odom_topic>{ns}/odom</odom_topic>",
         f"  <tf_topic>{ns}/tf</tf_topic>",
@@ -617,7 +630,8 @@ def bridge_config(robots: Sequence[str] = ("rover1",), ground_truth: bool = True
     for robot in robots:
         ns = f"/{robot}"
         out += [
-            entry(f"{ns}/cmd_vel", f"{ns}/cmd_vel", "geometry_msgs/msg/Twist", "ROS_TO_GZ"),
+            entry(f"{ns}/{GAZEBO_CMD_VEL}", f"{ns}/cmd_vel", "geometry_msgs/msg/Twist",
+                  "ROS_TO_GZ"),
             entry(f"{ns}/odom", f"{ns}/odom", "nav_msgs/msg/Odometry", "GZ_TO_ROS"),
             entry("/tf", f"{ns}/tf", "tf2_msgs/msg/TFMessage", "GZ_TO_ROS"),
             entry(f"{ns}/joint_states", f"{ns}/joint_states", "sensor_msgs/msg/JointState",
@@ -635,6 +649,12 @@ def bridge_config(robots: Sequence[str] = ("rover1",), ground_truth: bool = True
             out.append(entry(f"{ns}/sim/ground_truth", f"{ns}/sim/ground_truth",
                              "nav_msgs/msg/Odometry", "GZ_TO_ROS"))
     return out
+
+
+def base_parameters(base: Mapping[str, Any]) -> dict[str, Any]:
+    """gazebo_base's parameter file: the base driver's values of :data:`BASE_PARAMETERS`."""
+    values = {k: base[k] for k in BASE_PARAMETERS if k in base}
+    return {"/**/gazebo_base": {"ros__parameters": values}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -696,7 +716,7 @@ def build_export(world: World | str | Path, robots: Sequence[str] = ("rover1",),
             effective_track_width=base.get("effective_track_width"),
             max_linear=float(base.get("max_linear", 0.5)),
             max_angular=float(base.get("max_angular", 0.8)),
-            max_accel=float(base.get("max_accel", 0.5)))
+            accel_limit=float(base.get("stop_accel", 1.5)))
         files[f"{robot}.sdf"] = model.encode()
         # further robots start beside the first, 4 m apart to its left
         dx = -4.0 * i * math.sin(yaw)
@@ -714,6 +734,9 @@ def build_export(world: World | str | Path, robots: Sequence[str] = ("rover1",),
     files[BRIDGE_FILE] = ("# ros_gz_bridge parameter_bridge configuration, generated by "
                           "ilrs export-gazebo: do not edit\n"
                           + yaml.safe_dump(bridge_config(robots), sort_keys=False)).encode()
+    files[BASE_PARAMS_FILE] = ("# gazebo_base's parameters (the base driver's timeout and "
+                               "limits), generated by ilrs export-gazebo: do not edit\n"
+                               + yaml.safe_dump(base_parameters(base))).encode()
     files[ROBOTS_FILE] = ("# spawn poses and sensor frames for gazebo.launch.py, generated by "
                           "ilrs export-gazebo: do not edit\n"
                           + yaml.safe_dump(spawn, sort_keys=False)).encode()

@@ -11,8 +11,9 @@ tf2_ros in the ament index). Checked as a ROS user would: the `gz sim` command l
 world, the bridge's configuration, one spawn per robot with its pose and model, the sensors'
 static frames, the stack's gazebo-mode nodes per robot (use_sim_time, world, the robot's own
 ${robot} values, registered executables, only parameters the stack sets, which
-test_launch_static checks each node declares), the DDS profile as a default. And `ros2 launch` where Gazebo is not
-installed fails at once, naming the package to install, with nothing started.
+test_launch_static checks each node declares), the DDS profile as a default. And `ros2
+launch` where Gazebo is not installed fails at once, naming the package to install, with
+nothing started.
 """
 
 from __future__ import annotations
@@ -209,6 +210,8 @@ def _check(result: dict, world: str, robots: list[str], export: Path, run_dir: s
             assert all(Path(f).is_file() for f in node["files"]), node["files"]
             params = node["params"]
             assert params["use_sim_time"] is True, fqn
+            if spec.executable == "gazebo_base":  # the limits of the export in use
+                assert str(export / gx.BASE_PARAMS_FILE) in node["files"], node["files"]
             # nothing the stack does not set (test_launch_static: the node declares those)
             assert set(params) - GENERIC <= _set_parameters(spec), (
                 fqn, sorted(set(params) - GENERIC - _set_parameters(spec)))

@@ -220,7 +220,7 @@ def _node_topics() -> dict[str, set[str]]:
 
 
 CONTRACT = {
-    "cmd_vel": ("geometry_msgs/msg/Twist", "ROS_TO_GZ"),
+    "gz/cmd_vel": ("geometry_msgs/msg/Twist", "ROS_TO_GZ"),  # gazebo_base's output
     "odom": ("nav_msgs/msg/Odometry", "GZ_TO_ROS"),
     "joint_states": ("sensor_msgs/msg/JointState", "GZ_TO_ROS"),
     "imu/data": ("sensor_msgs/msg/Imu", "GZ_TO_ROS"),
@@ -252,6 +252,27 @@ def test_bridge_covers_the_topic_contract(export):
             assert (e["ros_type_name"], e["direction"]) == (typ, direction), topic
     gz_topics = [e["gz_topic_name"] for e in entries]
     assert len(gz_topics) == len(set(gz_topics)), "two bridges on one Gazebo topic"
+    # cmd_vel itself is not bridged: gazebo_base stands between it and the DiffDrive
+    assert "/rover1/cmd_vel" not in by_ros and "/rover2/cmd_vel" not in by_ros
+    (e,) = by_ros["/rover1/gz/cmd_vel"]
+    assert e["gz_topic_name"] == "/rover1/cmd_vel"  # the DiffDrive's <topic>
+
+
+def test_gazebo_base_gets_the_base_drivers_limits(export):
+    """gazebo_base.yaml: rover_base.yaml's timeout and limits; the DiffDrive caps at stop_accel
+    (gazebo_base ramps moves at max_accel, and a stop must not be slowed)."""
+    from ilrs_robots.nodes.gazebo_base import GAZEBO_CMD_VEL
+
+    assert GAZEBO_CMD_VEL == gx.GAZEBO_CMD_VEL
+    base = next(iter(yaml.safe_load(config_path("params", "rover_base.yaml").read_text())
+                     .values()))["ros__parameters"]
+    ((key, section),) = yaml.safe_load(export.files[gx.BASE_PARAMS_FILE]).items()
+    assert key == "/**/gazebo_base"
+    assert section["ros__parameters"] == {k: base[k] for k in gx.BASE_PARAMETERS}
+    drive = next(p for p in _xml(export, "rover1.sdf").find("model").findall("plugin")
+                 if p.get("name") == "gz::sim::systems::DiffDrive")
+    assert float(drive.findtext("max_linear_acceleration")) == base["stop_accel"]
+    assert float(drive.findtext("min_linear_acceleration")) == -base["stop_accel"]
 
 
 def test_bridge_types_are_the_ones_the_nodes_use(export):
