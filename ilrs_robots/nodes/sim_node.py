@@ -10,13 +10,21 @@ the cameras (stereo pair and mast camera, with camera_info and JPEG; with `depth
 depth image of the left nav camera on `depth/image_raw`, 32FC1 metres along the optical axis
 as REP 118 has it, and `depth/camera_info`), static TF of the
 sensors, and the ground truth (`<robot>/sim/ground_truth`, for tests and evaluation only).
+
+Serves `~/drop_rock` (`/sim/drop_rock`, ilrs_interfaces/srv/DropRock): a rock of a radius
+and height dropped at (x, y) of the world frame at run time, as a dome of the terrain height
+field that the wheels touch and the cameras see; refused, with the reason in
+`status_message`, off the terrain, on the rover or for a non-finite value.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")  # before anything imports mujoco
@@ -33,6 +41,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
+from ilrs_interfaces.srv import DropRock  # noqa: E402
 from ilrs_robots.core.calibration import CameraCalibration  # noqa: E402
 from ilrs_robots.core.drive_config import (  # noqa: E402
     DEFAULT_CHANNELS,
@@ -49,6 +58,7 @@ from ilrs_robots.sim.devices.gmc_emulator import GmcCounter  # noqa: E402
 from ilrs_robots.sim.devices.vc0706_emulator import Vc0706Camera  # noqa: E402
 from ilrs_robots.sim.model import MAST_CAMERA, STEREO_CAMERAS, RoverSpec  # noqa: E402
 from ilrs_robots.sim.physics import RoverPhysics  # noqa: E402
+from ilrs_robots.sim.rock_drop import RockDropError  # noqa: E402
 from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa: E402
 from ilrs_robots.sim.site_printer import SitePrinter  # noqa: E402
 from ilrs_robots.sim.world import WorldError, load_world  # noqa: E402
@@ -60,6 +70,8 @@ pauses. Further behind, sim time slips instead: a burst of catch-up would advanc
 seconds within a fraction of a second of wall time, and every node under use_sim_time would
 see its inputs (poses, scans, images) go stale at once while the wall-clock watchdogs of the
 drivers let the rover drive blind through that stretch of sim time."""
+EDIT_TIMEOUT = 10.0
+"""s of wall time a service waits for the simulation loop to apply its terrain edit."""
 
 
 class SimNode(Node):
@@ -171,6 +183,11 @@ class SimNode(Node):
             self.site_pub = self.create_publisher(Image, f"/{printer_robot}/site_camera/height",
                                                   2)
         self._publish_static_tf()
+        # terrain edits are applied by the loop's thread, between steps (MuJoCo is not
+        # thread-safe); a service callback waits for its edit's result
+        self._edits: queue.SimpleQueue[tuple[Callable[[], object], Future]] = \
+            queue.SimpleQueue()
+        self.create_service(DropRock, "~/drop_rock", self._on_drop_rock)
         self.sim.start()
         self.vc0706.start()
         if self.gmc is not None:
@@ -219,6 +236,7 @@ class SimNode(Node):
     def _loop(self) -> None:
         wall_next = time.monotonic()
         while not self._stop.is_set():
+            self._apply_edits()
             self.sim.step(self.dt)
             t = self.sim.physics.time
             try:
@@ -236,6 +254,52 @@ class SimNode(Node):
                     # behind (a render, a busy CPU): let sim time slip rather than run flat
                     # out to catch up, which would make /clock leap ahead of every consumer
                     wall_next = time.monotonic()
+
+    def _apply_edits(self) -> None:
+        while True:
+            try:
+                edit, done = self._edits.get_nowait()
+            except queue.Empty:
+                return
+            if done.set_running_or_notify_cancel():
+                try:
+                    done.set_result(edit())
+                except Exception as exc:  # noqa: BLE001 - the caller reports it
+                    done.set_exception(exc)
+
+    def _on_drop_rock(self, request: DropRock.Request, response: DropRock.Response
+                      ) -> DropRock.Response:
+        x, y, radius, height = request.x, request.y, request.radius, request.height
+        phys = self.sim.physics
+
+        def drop() -> tuple[int, float]:
+            bump = phys.drop_rock(x, y, radius, height)
+            return bump.nodes, float(bump.window(phys.heightmap.heights).max())
+
+        done: Future = Future()
+        self._edits.put((drop, done))
+        try:
+            nodes, top = done.result(timeout=EDIT_TIMEOUT)
+        except RockDropError as exc:
+            response.success, response.status_message = False, f"refused: {exc}"
+        except TimeoutError:
+            done.cancel()
+            response.success = False
+            response.status_message = (f"the simulation loop did not apply the rock within "
+                                       f"{EDIT_TIMEOUT:g} s")
+        except Exception as exc:  # noqa: BLE001 - a failed edit is an answer, not a crash
+            response.success = False
+            response.status_message = f"the simulator could not drop it: {exc!r}"
+        else:
+            response.success, response.top = True, top
+            response.status_message = (f"rock of radius {radius:g} m, {height:g} m high, "
+                                       f"dropped at ({x:.2f}, {y:.2f}): {nodes} terrain nodes "
+                                       f"raised, top at z = {top:.2f} m")
+        if response.success:
+            self.get_logger().info(f"drop_rock: {response.status_message}")
+        else:
+            self.get_logger().warning(f"drop_rock: {response.status_message}")
+        return response
 
     def _publish(self, t: float) -> None:
         stamp = messages.stamp_of(t)

@@ -34,6 +34,7 @@ from ilrs_robots.sim.model import (  # noqa: E402
     set_hfield,
     start_pose,
 )
+from ilrs_robots.sim.rock_drop import RockBump, rock_bump  # noqa: E402
 
 ROCK_CULL_RATIO = 60.0
 """Rocks outside the fine render patch are drawn only within this many diameters of it."""
@@ -309,8 +310,10 @@ class RoverPhysics:
         """Height (m) of the collision terrain at (x, y), by a ray cast down from ``top``
         (only the terrain geom counts: rocks, objects and the rover are ignored)."""
         geomid = np.array([-1], dtype=np.int32)
-        # geom group 3 is where the collision terrain lives when render-only fields stand in
-        groups = np.ones(6, dtype=np.uint8)
+        # only the collision terrain's group (3 when render-only fields stand in: those, in
+        # group 1, lie a float32 rounding above it where the terrain was edited)
+        groups = np.zeros(6, dtype=np.uint8)
+        groups[int(self.model.geom_group[self._terrain_geom])] = 1
         dist = mujoco.mj_ray(self.model, self.data, np.array([x, y, top], float),
                              np.array([0.0, 0.0, -1.0]), groups, 1, -1, geomid)
         if dist < 0 or geomid[0] != self._terrain_geom:
@@ -346,6 +349,27 @@ class RoverPhysics:
         if self._lod is not None:  # refill the render-only fields from the heightmap
             self._lod_origin = None
             self._lod_centre = (math.nan, math.nan)
+
+    @property
+    def footprint_radius(self) -> float:
+        """Radius (m) of a circle about base_link holding the rover's wheels and chassis."""
+        r = self.rover
+        wheels = math.hypot(max(abs(a) for a in r.axle_x) + r.wheel_radius,
+                            (r.track_width + r.wheel_width) / 2.0)
+        return max(wheels, math.hypot(r.chassis_length, r.chassis_width) / 2.0)
+
+    def drop_rock(self, x: float, y: float, radius: float, height: float) -> RockBump:
+        """Raise a rock of ``radius`` and ``height`` (m) at world (x, y) out of the terrain
+        (:func:`~ilrs_robots.sim.rock_drop.rock_bump`: a dome of the height field, in the
+        contacts at the next step and in the cameras at the next render). Call from the
+        thread that steps and renders. Raises RockDropError (the reason) when it cannot be
+        dropped: off the terrain, on the rover, a non-finite value, a radius under the
+        terrain's node spacing."""
+        pos = self.ground_truth()[0]
+        bump = rock_bump(self.heightmap, x, y, radius, height,
+                         (float(pos[0]), float(pos[1]), self.footprint_radius))
+        self.set_terrain_heights(bump.i0, bump.j0, bump.apply(self.heightmap.heights))
+        return bump
 
     # -- render-only terrain ----------------------------------------------------------------
     def _init_render_terrain(self, mjcf_options: dict[str, object]) -> None:
