@@ -43,6 +43,10 @@ class HazardLimits:
     rock_radius: float = 1.0  # m, half-width of the plane fit for rocks
     min_points: int = 3  # points a cell needs to be known
     min_support: float = 0.3  # known fraction of a fit window needed to judge a cell
+    # a step or rock counts only beyond the cells' height uncertainty: each height is taken
+    # as an interval of +- noise_sigmas standard deviations (spread of its points + error
+    # of their mean), so a cell made of a few scattered stereo points is not a step
+    noise_sigmas: float = 1.0
 
 
 @dataclass
@@ -257,7 +261,9 @@ class ElevationMap:
         slope, _, support_s = _plane_fit(height, known, _half_cells(lim.slope_radius, res),
                                          res)
         _, resid, support_r = _plane_fit(height, known, _half_cells(lim.rock_radius, res), res)
-        step = _step_height(height, known, _half_cells(lim.step_distance, res))
+        sd = np.sqrt(np.where(known, self.variance, 0.0))
+        step = _step_height(height, known, _half_cells(lim.step_distance, res),
+                            lim.noise_sigmas * sd)
         slope_deg = np.degrees(np.arctan(slope))
         flags = np.zeros(known.shape, dtype=np.uint8)
         judged = known & (support_s >= lim.min_support)
@@ -265,7 +271,8 @@ class ElevationMap:
         with np.errstate(invalid="ignore"):
             flags[judged & (slope_deg > lim.max_slope_deg)] |= SLOPE
             flags[known & (step > lim.max_step)] |= STEP
-            flags[known & (support_r >= lim.min_support) & (resid > lim.max_rock)] |= ROCK
+            rock = np.abs(resid) - lim.noise_sigmas * sd
+            flags[known & (support_r >= lim.min_support) & (rock > lim.max_rock)] |= ROCK
         slope_deg[~judged] = np.nan
         resid[~(known & (support_r >= lim.min_support))] = np.nan
         return HazardMap(self.origin, res, height, var, slope_deg, step, resid, flags, lim)
@@ -317,14 +324,18 @@ def _plane_fit(height: np.ndarray, known: np.ndarray, half: int, res: float
     return grad, resid, support
 
 
-def _step_height(height: np.ndarray, known: np.ndarray, half: int) -> np.ndarray:
+def _step_height(height: np.ndarray, known: np.ndarray, half: int,
+                 margin: np.ndarray | float = 0.0) -> np.ndarray:
     """Largest height difference between a known cell and a known cell within ``half``
-    cells (Chebyshev), NaN for unknown cells."""
+    cells (Chebyshev), NaN for unknown cells. With ``margin`` (m, per cell) each height is
+    the interval +- margin and the step is the smallest difference the two intervals allow
+    (0 when they overlap)."""
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * half + 1, 2 * half + 1))
-    hi = np.where(known, height, -1e6).astype(np.float32)
-    lo = np.where(known, height, 1e6).astype(np.float32)
-    mx = cv2.dilate(hi, k, borderType=cv2.BORDER_CONSTANT, borderValue=-1e6)
-    mn = cv2.erode(lo, k, borderType=cv2.BORDER_CONSTANT, borderValue=1e6)
-    h = height.astype(np.float32)
-    step = np.maximum(mx - h, h - mn).astype(np.float64)
+    low = (height - margin).astype(np.float32)
+    high = (height + margin).astype(np.float32)
+    mx = cv2.dilate(np.where(known, low, -1e6).astype(np.float32), k,
+                    borderType=cv2.BORDER_CONSTANT, borderValue=-1e6)
+    mn = cv2.erode(np.where(known, high, 1e6).astype(np.float32), k,
+                   borderType=cv2.BORDER_CONSTANT, borderValue=1e6)
+    step = np.maximum(np.maximum(mx - high, low - mn), 0.0).astype(np.float64)
     return np.where(known, step, np.nan)

@@ -224,7 +224,8 @@ class TerrainMapperNode(Node):
                            footprint_radius=p["footprint_radius"],
                            inflation_radius=max(p["inflation_radius"], p["footprint_radius"]))
         limits = HazardLimits(max_step=p["wheel_step"], max_slope_deg=p["max_slope_deg"],
-                              max_rock=p["rock_height"])
+                              max_rock=p["rock_height"],
+                              noise_sigmas=p["hazard_noise_sigmas"])
         stereo = StereoConfig(min_range=p["min_range"], max_range=p["max_range"],
                               point_step=p["point_step"])
         config = MapperConfig(p["local_size"], p["local_resolution"], stereo, limits,
@@ -329,6 +330,10 @@ class TerrainMapperNode(Node):
             "rock_height": declare(d, "rock_height", 0.2, "Height above the local plane that is "
                                    "a rock (belly clearance, m)", range=(0.01, 5.0),
                                    read_only=True),
+            "hazard_noise_sigmas": declare(d, "hazard_noise_sigmas", 1.0, "Steps and rocks "
+                                           "count beyond this many standard deviations of "
+                                           "the cells' heights (0: the raw heights)",
+                                           range=(0.0, 5.0), read_only=True),
             "min_range": declare(d, "min_range", 1.0, "Stereo points nearer are dropped (m)",
                                  range=(0.1, 100.0), read_only=True),
             "max_range": declare(d, "max_range", 12.0, "Stereo points farther are dropped (m)",

@@ -86,6 +86,26 @@ def test_rock_and_step_are_found_where_they_are():
     assert (hz.cost()[rock] == COST_LETHAL).all()
 
 
+def test_a_cell_of_scattered_points_is_not_a_step_but_a_consistent_one_is():
+    """Stereo mismatches leave cells of a few scattered points whose mean sits 0.25 m off
+    the ground around: within their spread, that is not a step over the 0.2 m limit. The
+    same offset measured consistently is one."""
+    ground = _surface(lambda X, Y: 0 * X, x0=-2.0, x1=2.0, step=0.025)
+    in_cell = (ground[:, 0] >= 0.5) & (ground[:, 0] < 0.6) & (ground[:, 1] >= 0.5) \
+        & (ground[:, 1] < 0.6)
+    for heights, step in (([0.05, 0.25, 0.45], False), ([0.25, 0.25, 0.25], True)):
+        em = ElevationMap(size=4.0, resolution=0.1)
+        cell = np.array([[0.55, 0.55, z] for z in heights])
+        pts = np.vstack([ground[~in_cell], cell])
+        em.add_points(pts, np.full(len(pts), 0.01 ** 2))
+        hz = em.hazards(HazardLimits(max_step=0.2))
+        X, Y = hz.cell_centres()
+        at = (np.abs(X - 0.55) < 0.01) & (np.abs(Y - 0.55) < 0.01)
+        assert hz.height[at][0] == pytest.approx(0.25)
+        assert bool((hz.flags[at] & STEP).any()) == step, (heights, hz.step[at])
+        assert not ((hz.flags & STEP) != 0)[np.hypot(X - 0.55, Y - 0.55) > 0.5].any()
+
+
 def test_cells_without_points_are_unknown_never_free():
     em = ElevationMap(size=8.0, resolution=0.1)
     em.add_points(_surface(lambda X, Y: 0 * X, x0=0.0, x1=3.0))

@@ -12,7 +12,7 @@ from ilrs_robots.core.terrain import Heightmap
 from ilrs_robots.core.terrain_mapping import MapperConfig, TerrainMapper
 
 W, H, F = 320, 240, 200.0
-ROCK = (4.1, 4.4, 0.1, 0.4, 0.25)  # x0, x1, y0, y1, top (m): between the 0.5 m nodes
+ROCK = (4.1, 4.4, 0.1, 0.4, 0.3)  # x0, x1, y0, y1, top (m): between the 0.5 m nodes
 
 
 def camera(height: float = 1.5, pitch_deg: float = 30.0) -> np.ndarray:
@@ -45,8 +45,8 @@ def depth_image(T: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("mark", [True, False])
 def test_a_rock_smaller_than_a_global_cell_stays_on_the_global_costmap(mark: bool) -> None:
-    """The 0.3 m rock is lethal on the 0.1 m local map; on the 0.5 m global map only the
-    obstacle layer holds it (its heights, sampled at the nodes around it, miss it)."""
+    """The 0.3 m rock (0.3 m tall) is lethal on the 0.1 m local map; on the 0.5 m global map
+    only the obstacle layer holds it (its heights, sampled at the nodes around it, miss it)."""
     prior = Heightmap(np.zeros((81, 81)), (-20.0, -20.0), 0.5)
     costs = CostParams(footprint_radius=0.6, inflation_radius=1.0)
     mapper = TerrainMapper(prior, 0.2 ** 2, costs, resolution=0.5,
