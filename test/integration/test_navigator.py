@@ -107,21 +107,32 @@ class NavStack:
 
 
 @contextmanager
-def navigation_stack(run_dir: Path, world: str, keep_outs: str = "") -> Iterator[NavStack]:
+def navigation_stack(run_dir: Path, world: str, keep_outs: str = "", *,
+                     sim_parameters: dict | None = None,
+                     mapper_parameters: dict | None = None) -> Iterator[NavStack]:
     """sim (no cameras), base_driver and navigator from the rover stack, and the costmap of
-    `world`; the navigator drives on ground truth."""
+    `world`; the navigator drives on ground truth. With `mapper_parameters` the
+    terrain_mapper (on ground truth too) publishes the costmaps instead of the test;
+    `sim_parameters` are added to the simulator's (cameras for the mapper)."""
     spec = load_stack("rover", "sim", str(run_dir))
-    nodes = [n for n in spec.nodes if n.executable in ("sim", "base_driver", "navigator")]
-    assert [n.executable for n in nodes] == ["sim", "base_driver", "navigator"]
-    sim, _, navigator = nodes
-    sim.parameters.update(world=world, rate=2.0, stereo_rate=0.0, mast_rate=0.0)
+    keep = ("sim", "base_driver", "navigator") + (("terrain_mapper",) if mapper_parameters
+                                                  is not None else ())
+    nodes = [n for n in spec.nodes if n.executable in keep]
+    assert [n.executable for n in nodes] == list(keep)
+    sim, _, navigator = nodes[:3]
+    sim.parameters.update(world=world, rate=2.0, stereo_rate=0.0, mast_rate=0.0,
+                          **(sim_parameters or {}))
     navigator.parameters.update(odom_topic="sim/ground_truth", keep_outs=keep_outs)
+    if mapper_parameters is not None:
+        nodes[3].parameters.update(mapper_parameters)
+        nodes[3].remaps["odometry/filtered"] = "sim/ground_truth"
     sup = Supervisor(nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
     sup.start()
     ros = RosClient("navigator_test")
     try:
-        costmap = ros.publisher(OccupancyGrid, f"{NS}/costmap", LATCHED)
-        costmap.publish(costmap_message(world))
+        if mapper_parameters is None:
+            costmap = ros.publisher(OccupancyGrid, f"{NS}/costmap", LATCHED)
+            costmap.publish(costmap_message(world))
         truth = ros.subscribe(Odometry, f"{NS}/sim/ground_truth")
         nav = ActionClient(ros.node, NavigateToPose, f"{NS}/navigate_to_pose")
         waypoints = ActionClient(ros.node, FollowWaypoints, f"{NS}/follow_waypoints")
