@@ -6,7 +6,6 @@ control loop itself is `drivers.skid_steer_base.SkidSteerBase`.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any
 
@@ -27,6 +26,7 @@ from ilrs_robots.drivers.roboclaw import FaultLog, RoboClawBus
 from ilrs_robots.drivers.serial_port import PortBusy
 from ilrs_robots.drivers.skid_steer_base import BaseState, SkidSteerBase, assess
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.drive_parameters import declare_drive, positive
 from ilrs_robots.nodes.params import declare, run_node
 from ilrs_robots.nodes.wheels import wheels_from_parameters
 
@@ -39,9 +39,6 @@ LIVE_BASE = {"max_linear": "max_linear", "max_angular": "max_angular",
              "stop_accel": "stop_accel", "cmd_timeout": "cmd_timeout",
              "control_rate": "rate", "health_period": "health_period"}
 
-
-def _positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0.0
 
 
 def _covariance(c: list[float]) -> bool:
@@ -104,43 +101,20 @@ class BaseDriver(Node):
                 "The controllers' own serial timeout (command 14), set on every connect: "
                 "with no packet for this long they stop the motors by themselves (s, 0.1 steps)",
                 range=(0.1, 25.5), read_only=True),
-            "cmd_timeout": declare(d, "cmd_timeout", 0.5,
-                                   "Stop the wheels when no cmd_vel came for this long (s)",
-                                   range=(0.05, 5.0)),
-            "enable_stamped_cmd_vel": declare(
-                d, "enable_stamped_cmd_vel", False,
-                "cmd_vel is geometry_msgs/TwistStamped (as Nav2 publishes it), not Twist",
-                read_only=True),
-            "wheel_radius": declare(d, "wheel_radius", 0.25, "Wheel radius (m)", _positive,
-                                    "> 0", range=(0.0, 10.0), read_only=True),
-            "track_width": declare(d, "track_width", 1.2,
-                                   "Distance between left and right wheel centres (m)",
-                                   _positive, "> 0", range=(0.0, 50.0), read_only=True),
-            "effective_track_width": declare(
-                d, "effective_track_width", 0.0,
-                "Track width seen by turns of a skid steer, wider than the wheels' because "
-                "they scrub (m); used for commands and odometry; 0: track_width",
-                range=(0.0, 100.0), read_only=True),
             "counts_per_rev": declare(d, "counts_per_rev", 8192.0,
                                       "Encoder counts per wheel revolution, gearbox included",
-                                      _positive, "> 0", range=(0.0, 1e9), read_only=True),
+                                      positive, "> 0", range=(0.0, 1e9), read_only=True),
         }
+        p.update(declare_drive(d))
         for name, default, text, bounds in (
-                ("max_linear", 0.5, "Largest forward/backward speed (m/s)", (0.0, 20.0)),
-                ("max_angular", 0.8, "Largest turn rate (rad/s)", (0.0, 20.0)),
-                ("max_wheel_speed", 0.6, "Largest wheel rim speed (m/s)", (0.0, 20.0)),
-                ("max_accel", 0.5, "Wheel acceleration handed to the controllers (m/s^2)",
-                 (0.0, 50.0)),
-                ("stop_accel", 1.5, "Deceleration of stops: timeout, estop, lost link (m/s^2)",
-                 (0.0, 100.0)),
                 ("control_rate", 50.0, "Control loop rate (Hz)", (1.0, 200.0)),
                 ("health_period", 0.5, "Period of the battery/current/temperature poll (s)",
                  (0.01, 60.0)),
                 ("diagnostics_period", 1.0, "Period of /diagnostics and base_status (s)",
                  (0.05, 60.0))):
-            p[name] = declare(d, name, default, text, _positive, "> 0", range=bounds)
+            p[name] = declare(d, name, default, text, positive, "> 0", range=bounds)
         p["request_timeout"] = declare(d, "request_timeout", 0.02, "Per-request serial timeout "
-                                       "(s)", _positive, "> 0", range=(0.0, 1.0), read_only=True)
+                                       "(s)", positive, "> 0", range=(0.0, 1.0), read_only=True)
         p["retries"] = declare(d, "retries", 2, "Attempts per serial request", range=(1, 10),
                                read_only=True)
         p["lost_after"] = declare(d, "lost_after", 3,

@@ -16,7 +16,6 @@ Gazebo runs). Live parameters: the limits, cmd_timeout, control_rate, diagnostic
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -31,22 +30,13 @@ from std_msgs.msg import Bool
 from ilrs_robots.core.command_gate import CommandGate
 from ilrs_robots.core.kinematics import CommandRejected, DriveLimits, SkidSteerGeometry
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.drive_parameters import DRIVE_LIMITS, declare_drive, positive
 from ilrs_robots.nodes.params import declare, run_node
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)  # estop, as base_driver
 GAZEBO_CMD_VEL = "gz/cmd_vel"  # = sim.gazebo_export.GAZEBO_CMD_VEL, which bridges it
-LIMITS = {  # name: (default, description, range), as base_driver declares them
-    "max_linear": (0.5, "Largest forward/backward speed (m/s)", (0.0, 20.0)),
-    "max_angular": (0.8, "Largest turn rate (rad/s)", (0.0, 20.0)),
-    "max_wheel_speed": (0.6, "Largest wheel rim speed (m/s)", (0.0, 20.0)),
-    "max_accel": (0.5, "Wheel rim acceleration of moves (m/s^2)", (0.0, 50.0)),
-    "stop_accel": (1.5, "Deceleration of stops: timeout, estop (m/s^2)", (0.0, 100.0)),
-}
 
-
-def _positive(x: float) -> bool:
-    return math.isfinite(x) and x > 0.0
 
 
 class GazeboBase(Node):
@@ -57,7 +47,7 @@ class GazeboBase(Node):
         p = self._declare_all()
         track = p["effective_track_width"] or p["track_width"]
         geometry = SkidSteerGeometry(p["wheel_radius"], track, 1.0)  # no encoders here
-        limits = DriveLimits(**{k: p[k] for k in LIMITS})
+        limits = DriveLimits(**{k: p[k] for k in DRIVE_LIMITS})
         self.gate = CommandGate(geometry, limits, p["cmd_timeout"])
         self.stamped = p["enable_stamped_cmd_vel"]
         self._zero_stamp_warned = False
@@ -81,37 +71,20 @@ class GazeboBase(Node):
     def _declare_all(self) -> dict[str, Any]:
         d = self
         p = {
-            "cmd_timeout": declare(d, "cmd_timeout", 0.5,
-                                   "Stop the wheels when no cmd_vel came for this long (s)",
-                                   range=(0.05, 5.0)),
-            "enable_stamped_cmd_vel": declare(
-                d, "enable_stamped_cmd_vel", False,
-                "cmd_vel is geometry_msgs/TwistStamped (as Nav2 publishes it), not Twist",
-                read_only=True),
-            "wheel_radius": declare(d, "wheel_radius", 0.25, "Wheel radius (m)", _positive,
-                                    "> 0", range=(0.0, 10.0), read_only=True),
-            "track_width": declare(d, "track_width", 1.2,
-                                   "Distance between left and right wheel centres (m)",
-                                   _positive, "> 0", range=(0.0, 50.0), read_only=True),
-            "effective_track_width": declare(
-                d, "effective_track_width", 0.0,
-                "Track width seen by turns of a skid steer (m); 0: track_width",
-                range=(0.0, 100.0), read_only=True),
             "control_rate": declare(d, "control_rate", 50.0,
-                                    "Rate of the commands sent to Gazebo (Hz)", _positive,
+                                    "Rate of the commands sent to Gazebo (Hz)", positive,
                                     "> 0", range=(1.0, 200.0)),
             "diagnostics_period": declare(d, "diagnostics_period", 1.0,
-                                          "Period of /diagnostics (s)", _positive, "> 0",
+                                          "Period of /diagnostics (s)", positive, "> 0",
                                           range=(0.05, 60.0)),
         }
-        for name, (default, text, bounds) in LIMITS.items():
-            p[name] = declare(d, name, default, text, _positive, "> 0", range=bounds)
+        p.update(declare_drive(d))
         return p
 
     def on_parameters_set(self, changed: dict[str, Any]) -> None:
         """Apply accepted live parameter changes (called by nodes.params after a set)."""
         self.gate.reconfigure(cmd_timeout=changed.get("cmd_timeout"),
-                              **{k: v for k, v in changed.items() if k in LIMITS})
+                              **{k: v for k, v in changed.items() if k in DRIVE_LIMITS})
         if "control_rate" in changed:
             self.timer.timer_period_ns = int(1e9 / changed["control_rate"])
         if "diagnostics_period" in changed:
