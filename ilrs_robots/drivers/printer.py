@@ -22,6 +22,8 @@ How a job streams (:meth:`PrinterHost.print_job`):
 * :meth:`emergency_stop` writes ``M112`` at once, ahead of every queued line (Marlin acts on it
   as the bytes arrive); :meth:`pause` stops sending (the lines in flight finish),
   :meth:`resume` goes on, :meth:`cancel` ends the job;
+* a port that is not there yet when a job starts (a controller still booting) is waited for,
+  with the same backoff and ``reconnect_timeout`` (:meth:`PrinterHost.open_waiting`);
 * when the port vanishes the host reopens it with exponential backoff and probes the
   firmware's last line number, resuming right after it;
 * a journal (``journal_dir``) keeps the last acknowledged line of the job, written atomically
@@ -230,6 +232,27 @@ class PrinterHost:
         self._serial = port
         self._rx = b""
 
+    def open_waiting(self) -> None:
+        """:meth:`open`, waiting up to ``reconnect_timeout`` (with backoff) for a port that
+        does not exist yet or does not open (a controller still booting, a cable being
+        plugged in), as for one that vanished mid-job. PortBusy is raised at once; a cancel
+        or an emergency stop ends the wait (the port stays closed)."""
+        deadline = time.monotonic() + self.reconnect_timeout
+        while True:
+            try:
+                self.open()
+                self._backoff.succeeded()
+                return
+            except PrintError as exc:
+                if time.monotonic() >= deadline:
+                    raise PrintError(exc.code, f"{exc} (waited {self.reconnect_timeout:g} s)"
+                                     ) from exc
+                self._backoff.failed()
+            while not self._backoff.ready():
+                if self._cancelled.is_set() or self._estop.is_set():
+                    return
+                time.sleep(0.01)
+
     def close(self) -> None:
         """Close the port (idempotent)."""
         port, self._serial = self._serial, None
@@ -408,7 +431,9 @@ class _JobRun:
             self.done = True
             return
         if host._serial is None:
-            host.open()
+            host.open_waiting()
+            if host._serial is None:  # cancelled or stopped while waiting
+                return
         host._reset_seen = False
         state = host.journal.load() if host.journal is not None else None
         if (state and state.get("job_id") == self.job_id and state.get("state") != "done"

@@ -145,6 +145,43 @@ def test_port_vanishes_mid_job_and_the_job_resumes_where_the_firmware_stopped(
         assert job_commands_executed(emu) == job.commands
 
 
+def test_a_job_waits_for_a_printer_that_is_not_there_yet(tmp_path: Path) -> None:
+    """A controller still booting (no port yet) is waited for up to reconnect_timeout, as a
+    vanished one is; past it the job fails naming the port; a cancel ends the wait."""
+    part = PrintJob(["G28", "M117 the printer came up late"], name="late")
+    port = tmp_path / "printer"  # where emulator(tmp_path) will put its link
+    host = PrinterHost(str(port), reconnect_timeout=60.0, backoff_max=0.2)
+    outcome: list[JobResult] = []
+    worker = threading.Thread(target=lambda: outcome.append(host.print_job(part)))
+    worker.start()
+    try:
+        wait_for(lambda: host._backoff.delay > host._backoff.minimum)  # it tried, and waits
+        assert worker.is_alive() and not outcome
+        with emulator(tmp_path) as emu:
+            worker.join(60.0)
+            assert outcome and outcome[0].error_code == ErrorCode.NONE, outcome
+            wait_for(lambda: finished(emu, part))
+            assert job_commands_executed(emu) == part.commands
+    finally:
+        host.cancel()
+        worker.join(10.0)
+        host.close()
+    # nobody comes: LINK_LOST after the timeout, naming the port
+    with PrinterHost(str(tmp_path / "absent"), reconnect_timeout=0.5) as host:
+        result = host.print_job(part)
+    assert result.error_code == ErrorCode.LINK_LOST and "absent" in result.error_msg, result
+    assert "waited 0.5 s" in result.error_msg
+    # a cancel while waiting ends the job at once
+    host = PrinterHost(str(tmp_path / "absent"), reconnect_timeout=600.0)
+    outcome.clear()
+    worker = threading.Thread(target=lambda: outcome.append(host.print_job(part)))
+    worker.start()
+    wait_for(lambda: host._backoff.delay > host._backoff.minimum)
+    host.cancel()
+    worker.join(10.0)
+    assert not worker.is_alive() and outcome[0].error_code == ErrorCode.CANCELLED, outcome
+
+
 def test_emergency_stop_halts_within_one_line(tmp_path: Path, berm) -> None:
     job, _ = berm
     with emulator(tmp_path, speedup=20.0) as emu:  # moves of tens of milliseconds
