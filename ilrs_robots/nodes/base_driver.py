@@ -10,12 +10,11 @@ import sys
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Twist, TwistStamped
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from tf2_msgs.msg import TFMessage
@@ -26,6 +25,7 @@ from ilrs_robots.drivers.roboclaw import FaultLog, RoboClawBus
 from ilrs_robots.drivers.serial_port import PortBusy
 from ilrs_robots.drivers.skid_steer_base import BaseState, SkidSteerBase, assess
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.cmd_vel_input import subscribe_cmd_vel
 from ilrs_robots.nodes.drive_parameters import declare_drive, positive
 from ilrs_robots.nodes.params import declare, run_node
 from ilrs_robots.nodes.wheels import wheels_from_parameters
@@ -58,8 +58,6 @@ class BaseDriver(Node):
         self.frames = (p["odom_frame"], p["base_frame"])
         self.cov = (p["pose_covariance"], p["twist_covariance"])
         self.publish_tf = p["publish_tf"]
-        self.stamped = p["enable_stamped_cmd_vel"]
-        self._zero_stamp_warned = False
         self.faults = FaultLog(self._log_fault)
         self.bus = RoboClawBus(p["port"], p["baud"], p["request_timeout"], p["retries"],
                                addresses=p["addresses"], serial_timeout=p["serial_timeout"],
@@ -72,10 +70,7 @@ class BaseDriver(Node):
         self.base = SkidSteerBase(self.bus, p["wheels"], geometry, limits, p["cmd_timeout"],
                                   p["control_rate"], p["health_period"], p["lost_after"],
                                   on_cycle=self._on_cycle, faults=self.faults)
-        if self.stamped:
-            self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd_vel_stamped, 10)
-        else:
-            self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
+        cmd_type = subscribe_cmd_vel(self, p["enable_stamped_cmd_vel"], self._on_cmd_vel)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED)
         self.diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.hardware_prefix = self.get_namespace().strip("/") or "robot"
@@ -83,7 +78,7 @@ class BaseDriver(Node):
         self.get_logger().info(f"driving {len(p['wheels'])} wheels through RoboClaws "
                                f"{self.base.addresses} on {p['port']} at {p['baud']} baud "
                                f"(serial timeout {p['serial_timeout']:g} s, cmd_vel as "
-                               f"{'TwistStamped' if self.stamped else 'Twist'})")
+                               f"{cmd_type})")
 
     def _declare_all(self) -> dict:
         d = self
@@ -161,28 +156,17 @@ class BaseDriver(Node):
         else:
             logger.error(message)
 
-    def _on_cmd_vel(self, msg: Twist) -> None:
+    def _on_cmd_vel(self, msg: Twist, age: float | None = None) -> None:
+        if age is not None and age > self.base.cmd_timeout:
+            self.get_logger().warning(
+                f"stale cmd_vel dropped: stamped {age:.3f} s ago, more than cmd_timeout "
+                f"({self.base.cmd_timeout:g} s)", throttle_duration_sec=1.0)
+            return
         try:
             self.base.command(msg.linear.x, msg.angular.z,
                               (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y))
         except CommandRejected as exc:
             self.get_logger().warning(f"cmd_vel rejected: {exc}", throttle_duration_sec=1.0)
-
-    def _on_cmd_vel_stamped(self, msg: TwistStamped) -> None:
-        stamp = Time.from_msg(msg.header.stamp, clock_type=self.get_clock().clock_type)
-        if stamp.nanoseconds == 0:
-            if not self._zero_stamp_warned:
-                self._zero_stamp_warned = True
-                self.get_logger().warning("cmd_vel (TwistStamped) with a zero stamp: taken as "
-                                          "received now (this is logged once)")
-        else:
-            age = (self.get_clock().now() - stamp).nanoseconds / 1e9
-            if age > self.base.cmd_timeout:
-                self.get_logger().warning(
-                    f"stale cmd_vel dropped: stamped {age:.3f} s ago, more than cmd_timeout "
-                    f"({self.base.cmd_timeout:g} s)", throttle_duration_sec=1.0)
-                return
-        self._on_cmd_vel(msg.twist)
 
     def _on_estop(self, msg: Bool) -> None:
         self.base.set_estop(bool(msg.data))

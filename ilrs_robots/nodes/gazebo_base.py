@@ -19,17 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Twist, TwistStamped
+from geometry_msgs.msg import Twist
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from std_msgs.msg import Bool
 
 from ilrs_robots.core.command_gate import CommandGate
 from ilrs_robots.core.kinematics import CommandRejected, DriveLimits, SkidSteerGeometry
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.cmd_vel_input import subscribe_cmd_vel
 from ilrs_robots.nodes.drive_parameters import DRIVE_LIMITS, declare_drive, positive
 from ilrs_robots.nodes.params import declare, run_node
 
@@ -49,14 +49,9 @@ class GazeboBase(Node):
         geometry = SkidSteerGeometry(p["wheel_radius"], track, 1.0)  # no encoders here
         limits = DriveLimits(**{k: p[k] for k in DRIVE_LIMITS})
         self.gate = CommandGate(geometry, limits, p["cmd_timeout"])
-        self.stamped = p["enable_stamped_cmd_vel"]
-        self._zero_stamp_warned = False
         self.out_pub = self.create_publisher(Twist, GAZEBO_CMD_VEL, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        if self.stamped:
-            self.create_subscription(TwistStamped, "cmd_vel", self._on_cmd_vel_stamped, 10)
-        else:
-            self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, 10)
+        cmd_type = subscribe_cmd_vel(self, p["enable_stamped_cmd_vel"], self._on_cmd_vel)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED)
         self.timer = self.create_timer(1.0 / p["control_rate"], self._cycle)
         # diagnostics on the steady clock: they go on when /clock does not
@@ -64,7 +59,7 @@ class GazeboBase(Node):
                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.hardware_id = f"{self.get_namespace().strip('/') or 'robot'}/drive@gazebo"
         self.get_logger().info(
-            f"cmd_vel ({'TwistStamped' if self.stamped else 'Twist'}) -> "
+            f"cmd_vel ({cmd_type}) -> "
             f"{self.resolve_topic_name(GAZEBO_CMD_VEL)} at {p['control_rate']:g} Hz, "
             f"cmd_timeout {p['cmd_timeout']:g} s")
 
@@ -99,18 +94,6 @@ class GazeboBase(Node):
                               (msg.linear.y, msg.linear.z, msg.angular.x, msg.angular.y), age)
         except CommandRejected as exc:
             self.get_logger().warning(f"cmd_vel refused: {exc}", throttle_duration_sec=1.0)
-
-    def _on_cmd_vel_stamped(self, msg: TwistStamped) -> None:
-        stamp = Time.from_msg(msg.header.stamp, clock_type=self.get_clock().clock_type)
-        age = None
-        if stamp.nanoseconds == 0:
-            if not self._zero_stamp_warned:
-                self._zero_stamp_warned = True
-                self.get_logger().warning("cmd_vel (TwistStamped) with a zero stamp: taken as "
-                                          "received now (this is logged once)")
-        else:
-            age = (self.get_clock().now() - stamp).nanoseconds / 1e9
-        self._on_cmd_vel(msg.twist, age)
 
     def _on_estop(self, msg: Bool) -> None:
         if self.gate.set_estop(bool(msg.data)):
