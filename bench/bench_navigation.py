@@ -122,11 +122,12 @@ def main() -> int:
                   and tilt < TIP_OVER_DEG)
             rows.append((report, ok, tilt))
             loc, _ = report.localization_error
+            made_good = (f"{100 * report.speed_made_good / max_linear:4.0f} %"
+                         if report.sim_time >= 1.0 else "   - ")  # a refusal drives nothing
             print(f"  goal {i:2d} ({goal.x:+7.1f}, {goal.y:+7.1f}) {report.straight:6.1f} m: "
                   f"{'OK  ' if ok else 'FAIL'} {report.error_name:<15} true error "
                   f"{report.goal_error:5.2f} m, localization {loc:5.2f} m, "
-                  f"{report.sim_time:5.0f} s sim, made good "
-                  f"{100 * report.speed_made_good / max_linear:4.0f} %, max tilt "
+                  f"{report.sim_time:5.0f} s sim, made good {made_good}, max tilt "
                   f"{tilt:4.1f} deg, {report.recoveries} recoveries"
                   + ("" if report.succeeded else f" ({report.error_msg})"), flush=True)
             if not sup.check():
