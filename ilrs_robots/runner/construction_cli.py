@@ -9,7 +9,7 @@ sent), streams it with a progress bar, and exits 0 once every line is acknowledg
 with the reason otherwise. A design YAML given to `print` is sliced on the way. With
 `--journal-dir`, a print that was interrupted resumes where the printer stopped.
 
-Run on its own: ``python -m ilrs_robots.runner.construction_cli slice|print ...``.
+Registered on `ilrs` by runner/cli.py (``python -m ilrs_robots.runner.cli slice|print ...``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from ilrs_robots.drivers.print_files import (
 from ilrs_robots.drivers.printer import ErrorCode, PrinterHost, Progress
 from ilrs_robots.drivers.serial_port import PortBusy
 
-__all__ = ["DEFAULT_PRINTER", "InputError", "load_job", "load_printer", "main", "register",
+__all__ = ["DEFAULT_PRINTER", "InputError", "load_job", "load_printer", "register",
            "slice_file"]
 
 EXIT_BAD_INPUT = 2
@@ -162,15 +162,3 @@ def register(subparsers: Any) -> None:
                    help="s to wait for a vanished port to come back (default 30)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_print)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `slice` or `print` as a program of its own."""
-    parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

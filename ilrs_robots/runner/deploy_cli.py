@@ -98,15 +98,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-ros", action="store_true", help="skip the rclpy/RMW check")
     p.add_argument("--no-clock", action="store_true", help="skip the NTP check")
     p.set_defaults(func=cmd_doctor)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `export-gazebo` or `doctor` as a program of its own."""
-    parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,14 +10,13 @@ without findings: they are printed), 1 when the node refused or failed the round
 and reason are printed), 2 for bad input, 3 when no inspection node answers, 130 after
 Ctrl-C (the round is cancelled first: the rover stops; the same command resumes it).
 
-Run on its own: ``python -m ilrs_robots.runner.inspect_cli ROUND ...``.
+Registered on `ilrs` by runner/cli.py (``python -m ilrs_robots.runner.cli inspect ROUND ...``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -138,17 +137,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=0.0,
                    help="s after which the round is cancelled (default 0: none)")
     p.set_defaults(func=cmd_inspect)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `inspect` as a program of its own."""
-    parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
-    parser.add_argument("--domain-id", type=int, default=None,
-                        help="ROS_DOMAIN_ID (default: the environment's)")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

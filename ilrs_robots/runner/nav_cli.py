@@ -9,7 +9,7 @@ every `--every` seconds (distance remaining, ETA, recoveries; the waypoint under
 listed), 1 when the navigator refuses or fails the goal (the code and reason are printed),
 2 for bad input, 3 when no navigator answers, 130 after Ctrl-C (the goal is cancelled first).
 
-Run on its own: ``python -m ilrs_robots.runner.nav_cli goto|waypoints ...``.
+Registered on `ilrs` by runner/cli.py (``python -m ilrs_robots.runner.cli goto|waypoints ...``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -194,17 +193,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("file", help="YAML list of {x, y, yaw_deg}")
     _common(p)
     p.set_defaults(func=cmd_waypoints)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `goto` or `waypoints` as a program of its own."""
-    parser = argparse.ArgumentParser(prog="ilrs", description=__doc__.splitlines()[0])
-    parser.add_argument("--domain-id", type=int, default=None,
-                        help="ROS_DOMAIN_ID (default: the environment's)")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ from ilrs_robots.sim.devices.printer_emulator import PrinterEmulator
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "ilrs_robots.runner.construction_cli"]
+CLI = [sys.executable, "-m", "ilrs_robots.runner.cli"]
 BERM = {"name": "cli_berm", "type": "blast_berm", "printer": "regolith_paste_gantry",
         "radius": 1.2, "arc_deg": 120.0, "base_width": 0.4, "height": 0.1, "batter_deg": 60.0}
 

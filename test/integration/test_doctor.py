@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ilrs_robots.resources import config_path
-from ilrs_robots.runner import deploy_cli, doctor
+from ilrs_robots.runner import cli, doctor
 from ilrs_robots.runner.stacks import load_stack
 
 NOBODY = pwd.getpwnam("nobody")
@@ -44,7 +44,7 @@ def _stack(tmp_path: Path, port: str) -> Path:
 
 
 def _doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = deploy_cli.main(["doctor", "--no-ros", "--no-clock", *argv])
+    code = cli.main(["doctor", "--no-ros", "--no-clock", *argv])
     return code, capsys.readouterr().out
 
 

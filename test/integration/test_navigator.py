@@ -313,8 +313,8 @@ def test_commander_drives_a_goal_and_reports_refusals(stack):
 
 
 def run_cli(*args: str, timeout: float = DRIVE_TIMEOUT) -> subprocess.CompletedProcess:
-    """`python -m ilrs_robots.runner.nav_cli ARGS` in this test's ROS domain."""
-    return subprocess.run([sys.executable, "-m", "ilrs_robots.runner.nav_cli", *args],
+    """`python -m ilrs_robots.runner.cli ARGS` in this test's ROS domain."""
+    return subprocess.run([sys.executable, "-m", "ilrs_robots.runner.cli", *args],
                           capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
