@@ -278,9 +278,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        if rclpy.ok():
+        if rclpy.ok() and not _INTERRUPTED.is_set():
             raise
-        # Ctrl-C or SIGTERM while the node was still being built: a clean stop, not a crash
+        # Ctrl-C or SIGTERM while the node was being built, or a KeyboardInterrupt that landed
+        # inside rclpy's C++ (pybind11 turns it into a RuntimeError while it converts a taken
+        # message): a clean stop, not a crash
     finally:
         ignore_interrupts()  # a second Ctrl-C must not cut the motors' stop short
         try:
@@ -308,8 +310,12 @@ def interrupt_once() -> None:
         signal.signal(signal.SIGINT, _interrupt_and_ignore_the_rest)
 
 
+_INTERRUPTED = threading.Event()
+
+
 def _interrupt_and_ignore_the_rest(signum: int, frame: object) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
