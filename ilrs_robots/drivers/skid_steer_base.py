@@ -81,6 +81,7 @@ class BaseState:
     odometry_ok: bool
     rejected_commands: int
     cycles: int
+    held_commands: int = 0  # good commands that arrived while the estop or a lost link held
     distance: float = 0.0
     notes: list[str] = field(default_factory=list)
     cycle_errors: int = 0  # cycles (or publish callbacks) that raised, not link faults
@@ -127,6 +128,7 @@ class SkidSteerBase:
         self._pending = False  # new targets wait for the control thread
         self._wake = threading.Event()
         self._rejected = 0
+        self._held = 0
         self._last_counts: dict[tuple[int, int], int] = {}
         self._last_count_time = 0.0
         self._health_next = 0.0
@@ -159,6 +161,7 @@ class SkidSteerBase:
         with self._lock:
             self._last_cmd = self._clock()
             if self._estop or not self._link_healthy():
+                self._held += 1
                 return False
             self._hold = False
             self._targets = targets
@@ -517,7 +520,8 @@ class SkidSteerBase:
             controllers=[replace(c) for c in self.controllers.values()],
             estop=self._estop, command_timed_out=timed_out, holding=self._hold,
             port_open=port_open, odometry_ok=odometry_ok, rejected_commands=self._rejected,
-            cycles=self._cycles, distance=self.odometry.distance, notes=notes,
+            cycles=self._cycles, held_commands=self._held,
+            distance=self.odometry.distance, notes=notes,
             cycle_errors=self.cycle_errors)
         self._state = state
         if self.on_cycle is not None:
@@ -565,6 +569,7 @@ def assess(state: BaseState, bus: RoboClawBus, last_exception: str = "") -> list
     drive.values = [("port", bus.port), ("baud", bus.baud), ("reconnects", bus.reconnects),
                     ("odometry_ok", state.odometry_ok),
                     ("rejected_commands", state.rejected_commands),
+                    ("held_commands", state.held_commands),
                     ("x", f"{state.pose.x:.3f}"), ("y", f"{state.pose.y:.3f}"),
                     ("yaw", f"{state.pose.yaw:.4f}"), ("cycle_errors", state.cycle_errors),
                     ("refused_connections", bus.refused), ("last_exception", last_exception)]

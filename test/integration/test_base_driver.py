@@ -50,11 +50,26 @@ class Rover:
         assert self.cmd.get_subscription_count() > 0, self.node.output()
         assert self.odom.wait_for(timeout=10) is not None, self.node.output()
 
-    def drive(self, v: float, w: float, seconds: float, rate: float = 20.0) -> None:
+    def drive(self, v: float, w: float, seconds: float, rate: float = 20.0) -> int:
+        """Publish (v, w) at `rate` for `seconds`; how many commands went out."""
         end = time.monotonic() + seconds
+        sent = 0
         while time.monotonic() < end:
             self.cmd.publish(twist(v, w))
+            sent += 1
             time.sleep(1.0 / rate)
+        return sent
+
+    def held_settles(self, quiet: float = 1.0) -> bool:
+        """True when held() has not changed over `quiet` seconds."""
+        before = self.held()
+        time.sleep(quiet)
+        return self.held() == before
+
+    def held(self) -> int:
+        """Commands the driver received while its estop (or a lost link) held the wheels."""
+        s = self.status("drive")
+        return int({v.key: v.value for v in s.values}["held_commands"]) if s else -1
 
     def drive_until(self, v: float, w: float, condition, timeout: float = 10.0,
                     rate: float = 20.0) -> bool:
@@ -166,11 +181,17 @@ def test_cmd_timeout_stops_wheels(rover):
 
 def test_estop_latches_and_needs_a_fresh_command(rover):
     assert rover.follows(0.3)
+    held_before = rover.held()
     rover.estop.publish(Bool(data=True))
     assert wait_until(rover.all_stopped, 2.0)
-    rover.drive(0.3, 0.0, 1.0)  # ignored while latched
+    sent = rover.drive(0.3, 0.0, 1.0)  # ignored while latched
     assert rover.all_stopped()
     rover.wait_status("drive", DiagnosticStatus.WARN, message="estop")
+    # cmd_vel and estop are not ordered with each other: a command still queued when the
+    # release arrives is a fresh one. Release once the driver has held every command sent
+    # while latched (and the count has stopped growing: follows()' last ones were in flight)
+    assert wait_until(lambda: rover.held() >= held_before + sent, 15), (rover.held(), sent)
+    assert wait_until(rover.held_settles, 15)
     rover.estop.publish(Bool(data=False))
     rover.wait_status("drive", DiagnosticStatus.OK, message="stopped, waiting for a fresh")
     assert rover.all_stopped()  # released, but nothing moves before a fresh command

@@ -183,12 +183,16 @@ def test_driving_tracks_the_ground_truth_at_least_as_well_as_the_wheels(flat):
               f"{whl_yaw:.2f} deg after {moved:.1f} m (start off by {start_p:.3f} m)")
     assert est_p <= max(1.2 * whl_p, 0.02 * moved) + start_p + 0.05, report
     assert est_yaw <= max(whl_yaw, 1.5), report
-    # visual odometry took part, and says how it did
+    # visual odometry took part, and says how it did (the inliers are the last frame's: on a
+    # loaded machine one report may show a frame refused, so any report of a good one will do)
     vo = diags.wait_for(lambda m: (v := diagnostic_values(m, "localization: visual odometry"))
-                        is not None and int(v["fused"]) > 10, timeout=30)
-    assert vo is not None, report + "\n" + logs(sup)
+                        is not None and int(v["fused"]) > 10 and int(v["inliers"]) > 0,
+                        timeout=30)
+    last = diags.last()
+    assert vo is not None, (report, last and diagnostic_values(last, "localization: visual "
+                                                               "odometry"), logs(sup))
     v = diagnostic_values(vo, "localization: visual odometry")
-    assert float(v["rate_hz"]) > 0.0 and int(v["inliers"]) > 0, v
+    assert float(v["rate_hz"]) > 0.0, v
     print(report, "| VO", v["rate_hz"], "Hz,", v["processing_ms"], "ms per pair")
 
 
