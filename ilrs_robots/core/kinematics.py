@@ -132,3 +132,59 @@ class WheelOdometry:
         self.pose = Pose2D(x, y, wrap_angle(yaw + dyaw))
         self.distance += abs(ds)
         return self.pose
+
+
+class WheelTravel:
+    """Each side's travel (m) between odometry updates, from encoder counts that may miss.
+
+    A controller that misses a poll leaves its wheels out of that cycle; their next delta then
+    spans cycles the other wheels of the side already covered, and averaging it in would count
+    that travel twice (the odometry runs long on a noisy bus). So a wheel's delta is used only
+    when its baseline is the count read at the last update; a wheel that missed is re-baselined
+    and rejoins at the next cycle. When a side has no usable wheel the update is skipped and
+    the baselines stay, so the next update covers both cycles alike. A jump no wheel could make
+    (a controller that reset its counters) re-baselines that wheel.
+    """
+
+    def __init__(self, sides: dict[tuple[int, int], tuple[bool, int]],
+                 counts_per_metre: float) -> None:
+        """`sides`: wheel key -> (is left, direction +1/-1)."""
+        self.sides = dict(sides)
+        self.counts_per_metre = counts_per_metre
+        self._base: dict[tuple[int, int], tuple[int, int]] = {}  # key -> (count, update no.)
+        self._updates = 0
+
+    def reset(self) -> None:
+        """Forget every baseline (a new connection: counters may have changed)."""
+        self._base.clear()
+
+    def step(self, counts: dict[tuple[int, int], int], limit: float
+             ) -> tuple[float, float] | None:
+        """(left, right) travel since the last update from this cycle's `counts`, or None.
+
+        `limit`: the largest plausible change of one wheel's count since the last update.
+        """
+        travel: dict[bool, list[float]] = {True: [], False: []}
+        jumped: set[tuple[int, int]] = set()
+        for key, count in counts.items():
+            if key not in self.sides:
+                continue
+            left, direction = self.sides[key]
+            base = self._base.get(key)
+            if base is None or base[1] != self._updates:
+                continue  # new, or missed a cycle: re-baselined below
+            delta = count - base[0]
+            if abs(delta) > limit:
+                jumped.add(key)
+                continue
+            travel[left].append(delta * direction / self.counts_per_metre)
+        ok = bool(travel[True] and travel[False])
+        if ok:
+            self._updates += 1
+        for key, count in counts.items():
+            if key in self.sides and (ok or key in jumped or key not in self._base):
+                self._base[key] = (count, self._updates)
+        if not ok:
+            return None
+        return (sum(travel[True]) / len(travel[True]),
+                sum(travel[False]) / len(travel[False]))

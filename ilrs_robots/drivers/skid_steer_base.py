@@ -36,6 +36,7 @@ from ilrs_robots.core.kinematics import (
     DriveLimits,
     SkidSteerGeometry,
     WheelOdometry,
+    WheelTravel,
     check_twist,
     counts_to_rad,
     limit_twist,
@@ -129,7 +130,8 @@ class SkidSteerBase:
         self._wake = threading.Event()
         self._rejected = 0
         self._held = 0
-        self._last_counts: dict[tuple[int, int], int] = {}
+        self._travel = WheelTravel({(w.address, w.channel): (w.left, w.direction)
+                                    for w in wheels}, geometry.counts_per_metre)
         self._last_count_time = 0.0
         self._health_next = 0.0
         self._health_index = 0
@@ -283,7 +285,7 @@ class SkidSteerBase:
                 c.error = self.bus.last_error or "serial port closed"
             with self._lock:
                 self._stop_locked()
-            self._last_counts.clear()
+            self._travel.reset()
             return self._publish(now, port_open=False, odometry_ok=False, notes=notes)
         fresh = self._poll()
         lost = [a for a in self.addresses if not self.controllers[a].answering]
@@ -363,7 +365,7 @@ class SkidSteerBase:
         self._reconnects_seen = bus.reconnects
         with self._lock:
             self._stop_locked()
-        self._last_counts.clear()
+        self._travel.reset()
         for address, c in self.controllers.items():
             c.firmware = bus.identified.get(address, c.firmware)
             c.answering = address in bus.identified
@@ -467,30 +469,18 @@ class SkidSteerBase:
             pass
 
     def _integrate(self, fresh: dict[tuple[int, int], int], now: float) -> bool:
-        """Odometry from encoder deltas; implausible jumps (a reset controller) re-baseline."""
+        """Odometry from encoder deltas (core.kinematics.WheelTravel: a wheel that missed a
+        cycle rejoins without its travel counted twice; a reset controller re-baselines)."""
         dt = max(now - self._last_count_time, self.period)
-        self._last_count_time = now
         # Only a jump no wheel could make (a controller that reset its counters) is dropped;
         # the margin is wide because a simulator catching up, or a late cycle, is legitimate.
         limit = (10 * self.limits.max_wheel_speed * self.geometry.counts_per_metre * dt
                  + self.geometry.counts_per_rev)
-        travel: dict[bool, list[float]] = {True: [], False: []}
-        for w in self.wheels:
-            key = (w.address, w.channel)
-            if key not in fresh:
-                continue
-            previous = self._last_counts.get(key)
-            self._last_counts[key] = fresh[key]
-            if previous is None:
-                continue
-            delta = fresh[key] - previous
-            if abs(delta) > limit:
-                continue
-            travel[w.left].append(delta * w.direction / self.geometry.counts_per_metre)
-        if not travel[True] or not travel[False]:
+        travel = self._travel.step(fresh, limit)
+        if travel is None:
             return False
-        self.odometry.update(sum(travel[True]) / len(travel[True]),
-                             sum(travel[False]) / len(travel[False]))
+        self._last_count_time = now
+        self.odometry.update(*travel)
         return True
 
     def _publish(self, now: float, port_open: bool, odometry_ok: bool, notes: list[str],

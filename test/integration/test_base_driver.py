@@ -130,6 +130,11 @@ def test_straight_and_turning_speeds_follow_kinematics(rover):
 
 
 def test_square_odometry_matches_emulator_wheel_travel(rover):
+    # start from standstill, with odometry that has integrated it: a message still in flight
+    # from an earlier test's motion would count travel the encoders' start point excludes
+    assert wait_until(lambda: all(s == 0 for s in rover.speeds(LEFT + RIGHT)), 5)
+    still_at = time.monotonic()
+    assert wait_until(lambda: any(t > still_at + 0.1 for t, _ in rover.odom.timed()), 5)
     start = {k: rover.emu.motor(*k).position for k in LEFT + RIGHT}
     rover.odom.clear()
     for _ in range(4):

@@ -20,6 +20,7 @@ from ilrs_robots.core.kinematics import (
     DriveLimits,
     SkidSteerGeometry,
     WheelOdometry,
+    WheelTravel,
     check_twist,
     limit_twist,
     rad_per_s_to_counts,
@@ -114,3 +115,45 @@ def test_yaw_of_a_tilted_rover(roll, pitch, yaw):
     wxyz = euler2quat(roll, pitch, yaw, "sxyz")
     assert wxyz_to_yaw(wxyz) == pytest.approx(yaw, abs=1e-9)
     assert quaternion_to_yaw(*to_xyzw(wxyz)) == pytest.approx(yaw, abs=1e-9)
+
+
+# three wheels a side, as the rover's three RoboClaws drive them (channel 1 left, 2 right)
+SIDES = {(a, ch): (ch == 1, 1) for a in (128, 129, 130) for ch in (1, 2)}
+
+
+def _counts(left: int, right: int, missing: tuple[int, ...] = ()) -> dict:
+    return {(a, ch): left if ch == 1 else right
+            for a in (128, 129, 130) if a not in missing for ch in (1, 2)}
+
+
+def test_wheel_travel_counts_a_missed_poll_once():
+    """A controller that misses a poll must not make the odometry run long (it did, by a
+    third of a cycle's travel per miss, when its two-cycle delta was averaged in)."""
+    travel = WheelTravel(SIDES, counts_per_metre=1000.0)
+    assert travel.step(_counts(0, 0), limit=1e9) is None  # baselines
+    total_left = total_right = 0.0
+    for cycle in range(1, 21):
+        got = travel.step(_counts(100 * cycle, 50 * cycle,
+                                  missing=(129,) if cycle % 3 == 0 else ()), limit=1e9)
+        assert got is not None
+        total_left += got[0]
+        total_right += got[1]
+    assert total_left == pytest.approx(2.0) and total_right == pytest.approx(1.0)
+
+
+def test_wheel_travel_skips_a_cycle_with_a_side_missing_and_loses_nothing():
+    travel = WheelTravel(SIDES, counts_per_metre=1000.0)
+    travel.step(_counts(0, 0), limit=1e9)
+    assert travel.step({k: v for k, v in _counts(100, 100).items() if k[1] == 1},
+                       limit=1e9) is None  # no right wheel answered
+    assert travel.step(_counts(200, 200), limit=1e9) == pytest.approx((0.2, 0.2))
+
+
+def test_wheel_travel_rebaselines_a_reset_controller():
+    travel = WheelTravel(SIDES, counts_per_metre=1000.0)
+    travel.step(_counts(5000, 5000), limit=1e9)
+    reset = _counts(5100, 5100)
+    reset[(130, 1)] = reset[(130, 2)] = 0  # controller 130 restarted its counters
+    assert travel.step(reset, limit=1000) == pytest.approx((0.1, 0.1))
+    assert travel.step({**_counts(5200, 5200), (130, 1): 100, (130, 2): 100},
+                       limit=1000) == pytest.approx((0.1, 0.1))
