@@ -314,7 +314,7 @@ _INTERRUPTED = threading.Event()
 
 
 def _interrupt_and_ignore_the_rest(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGINT, _swallow)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _INTERRUPTED.set()
     raise KeyboardInterrupt
 
@@ -326,14 +326,6 @@ def ignore_interrupts() -> None:
     the whole process group, then launch sends its own. The first ends the spin; the second
     would raise KeyboardInterrupt inside `close()` (before the motors are stopped) and print a
     traceback. The process is ending anyway: SIGTERM and SIGKILL still end it.
-
-    The handler is a Python no-op, not SIG_IGN: a SIGINT that the interpreter has caught but
-    not yet handled when the handler becomes SIG_IGN is reported as "Signal 2 ignored due to
-    race condition" with a traceback (CPython bpo-43406); a no-op handler just takes it.
     """
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _swallow)
-
-
-def _swallow(signum: int, frame: object) -> None:
-    """A SIGINT handler that does nothing."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

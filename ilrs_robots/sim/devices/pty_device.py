@@ -222,9 +222,9 @@ def serve_until_signalled(device: PtyDevice) -> int:
         signal.signal(signum, lambda *_: stop.set())
     with device:
         print(device.link, flush=True)
-        # under `ros2 launch` a Ctrl-C comes twice (the terminal's group SIGINT, then launch's):
-        # the handler stays in place, so the second only sets `stop` again while the device
-        # closes (SIG_IGN here would let CPython report a caught one "ignored due to race")
         while not stop.wait(0.5):
             pass
+        # under `ros2 launch` a Ctrl-C comes twice (the terminal's group SIGINT, then launch's):
+        # the second must not kill the interpreter while it closes and exits
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
