@@ -46,6 +46,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from ilrs_robots.core.interrupts import ignore_sigint
+
 T = TypeVar("T")
 
 __all__ = ["ParameterError", "check_overrides", "declare", "ignore_interrupts", "interrupt_once",
@@ -314,7 +316,7 @@ _INTERRUPTED = threading.Event()
 
 
 def _interrupt_and_ignore_the_rest(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     _INTERRUPTED.set()
     raise KeyboardInterrupt
 
@@ -327,5 +329,4 @@ def ignore_interrupts() -> None:
     would raise KeyboardInterrupt inside `close()` (before the motors are stopped) and print a
     traceback. The process is ending anyway: SIGTERM and SIGKILL still end it.
     """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()

@@ -17,6 +17,8 @@ import time
 import tty
 from pathlib import Path
 
+from ilrs_robots.core.interrupts import ignore_sigint
+
 _log = logging.getLogger(__name__)
 
 BITS_PER_BYTE = 10  # start + 8 data + stop
@@ -226,5 +228,5 @@ def serve_until_signalled(device: PtyDevice) -> int:
             pass
         # under `ros2 launch` a Ctrl-C comes twice (the terminal's group SIGINT, then launch's):
         # the second must not kill the interpreter while it closes and exits
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_sigint()
     return 0
