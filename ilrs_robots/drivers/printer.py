@@ -204,7 +204,7 @@ class PrinterHost:
         self.position: dict[str, float] = {}
         self.messages: list[str] = []  # echo: and Error: text of the firmware, last 100
         self._serial: serial.Serial | None = None
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # a job line is checked and written under it
         self._backoff = Backoff(backoff_min, backoff_max)
         self._paused = threading.Event()
         self._cancelled = threading.Event()
@@ -307,8 +307,14 @@ class PrinterHost:
 
     # -- control (any thread) --------------------------------------------------------------
     def pause(self) -> None:
-        """Stop sending job lines; those in flight finish."""
+        """Stop sending job lines; those in flight finish.
+
+        Returns once no job line is being written (waiting at most 1 s for a blocked port):
+        from then on nothing more is sent until :meth:`resume`.
+        """
         self._paused.set()
+        if self._write_lock.acquire(timeout=1.0):
+            self._write_lock.release()
 
     def resume(self) -> None:
         """Go on sending after a pause."""
@@ -586,9 +592,10 @@ class _JobRun:
             if host.rx_buffer and n - 1 > self.acked \
                     and self.bytes_in_flight() + len(data) >= host.rx_buffer:
                 return  # the firmware's receive ring could overflow
-            if host._estop.is_set() or host._cancelled.is_set():
-                return
-            self.send_raw(data)
+            with host._write_lock:  # pause(), cancel or estop: not one more line after it
+                if host._paused.is_set() or host._estop.is_set() or host._cancelled.is_set():
+                    return
+                self.send_raw(data)
             self.sent += 1
             if n <= self.high_water:
                 self.resends += 1
