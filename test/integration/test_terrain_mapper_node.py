@@ -183,9 +183,17 @@ def test_a_step_ahead_appears_in_the_local_and_global_costmaps(step_stack):
     ground_z = np.median(pts[pts[:, 0] < bx0 - 0.5, 2])
     # cells at the block mix its (textureless) top with its face: well above the ground
     assert on_block.any() and np.nanmax(pts[on_block, 2]) - ground_z > 0.15
-    img = heights.wait_for(timeout=10)
-    meta = info.wait_for(lambda m: m.map_load_time == img.header.stamp, timeout=10)
-    assert img.encoding == "32FC1" and meta is not None
+    # the newest grid whose info arrived too (the two topics' readers match at different
+    # moments, so the first grid's info may have gone out before the info reader was there)
+    def paired():
+        metas = {(m.map_load_time.sec, m.map_load_time.nanosec): m for m in info.messages}
+        return next(((i, metas[(i.header.stamp.sec, i.header.stamp.nanosec)])
+                     for i in reversed(heights.messages)
+                     if (i.header.stamp.sec, i.header.stamp.nanosec) in metas), None)
+    pair = wait_until(paired, 10)
+    assert pair is not None, (heights.received, info.received)
+    img, meta = pair
+    assert img.encoding == "32FC1"
     z = np.frombuffer(img.data, np.float32).reshape(img.height, img.width)
     assert (meta.width, meta.height) == (img.width, img.height)
     assert np.isnan(z).mean() > 0.3 and np.isfinite(z).sum() > 500
