@@ -159,21 +159,29 @@ sys.exit(run_node(Interrupted, sys.argv))
 """
 
 
+def _run_until_exit(script: str, sigint_gaps: tuple[float, ...]):
+    """Run `script`; once it says "ready", send one SIGINT per gap (sleeping the gap after
+    each); (process, stdout, stderr) once it has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        for gap in sigint_gaps:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(gap)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, out, err
+
+
 def test_a_burst_of_interrupts_never_cuts_the_shutdown_short() -> None:
     """A terminal's Ctrl-C and launch's own SIGINT arrive microseconds to milliseconds apart:
     whatever the gap, the node closes (its motors' stop) and exits 0 without a traceback."""
     for attempt in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED_NODE],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-            for gap in (0.0, 0.0005 * attempt, 0.002 * attempt):
-                proc.send_signal(signal.SIGINT)
-                time.sleep(gap)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        proc, out, err = _run_until_exit(INTERRUPTED_NODE,
+                                         (0.0, 0.0005 * attempt, 0.002 * attempt))
         assert proc.returncode == 0, f"attempt {attempt}: exit {proc.returncode}\n{err}"
         assert "closed" in out, f"attempt {attempt}: close() cut short\n{err}"
         assert "Traceback" not in err, f"attempt {attempt}:\n{err}"
@@ -195,14 +203,7 @@ def test_an_interrupt_that_rclpy_turned_into_an_error_is_still_a_clean_stop() ->
     shut its context down, comes out of the spin as a RuntimeError (seen under `ros2 launch` on
     a loaded machine): the node still closes and exits 0 without a traceback."""
     assert CONVERTED_INTERRUPT_NODE != INTERRUPTED_NODE
-    proc = subprocess.Popen([sys.executable, "-c", CONVERTED_INTERRUPT_NODE],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, out, err = _run_until_exit(CONVERTED_INTERRUPT_NODE, ())
     assert proc.returncode == 0, f"exit {proc.returncode}\n{err}"
     assert "closed" in out, f"close() cut short\n{err}"
     assert "Traceback" not in err, err
