@@ -39,6 +39,7 @@ def print_once(speedup: float, world: str, domain_id: int) -> tuple[float, int, 
             from rclpy.action import ActionClient
 
             from ilrs_interfaces.action import PrintStructure
+            from ilrs_robots.nodes.goal_requests import send_goal
             from ilrs_robots.runner.ros_client import RosClient
 
             with RosClient("bench_print_sim") as ros:
@@ -48,9 +49,10 @@ def print_once(speedup: float, world: str, domain_id: int) -> tuple[float, int, 
                 if not wait_until(lambda: (run_dir / "builder1" / "printer").exists(), 120):
                     raise SystemExit("the simulator did not serve the printer")
                 t0 = time.perf_counter()
-                sent = client.send_goal_async(PrintStructure.Goal(design=str(DESIGN)))
-                wait_until(sent.done, 60)
-                result = sent.result().get_result_async()
+                handle = send_goal(client, PrintStructure.Goal(design=str(DESIGN)), timeout=60)
+                if handle is None or not handle.accepted:
+                    raise SystemExit("the construction node did not take the print goal")
+                result = handle.get_result_async()
                 wait_until(result.done, 3600, period=0.05)
                 wall = time.perf_counter() - t0
                 r = result.result().result

@@ -91,6 +91,7 @@ from ilrs_robots.core.inspection.visual import (
 )
 from ilrs_robots.files import write_atomically
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.nodes.localization import image_array, world_of_node
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
@@ -423,15 +424,6 @@ class InspectionNode(Node):
             self._check_stop(goal)
             time.sleep(0.05)
 
-    def _wait(self, goal: ServerGoalHandle, future: Any, timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not future.done():
-            self._check_stop(goal)
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
     # -- navigation -------------------------------------------------------------------------
     def _drive(self, goal: ServerGoalHandle, point: InspectionPoint) -> tuple[int, str]:
         """Drive to the point: (0, '') or (NavigateToPose error code, text)."""
@@ -445,11 +437,10 @@ class InspectionNode(Node):
         pose.pose.position.x, pose.pose.position.y = point.pose.x, point.pose.y
         q = pose.pose.orientation
         q.x, q.y, q.z, q.w = yaw_to_quaternion(point.pose.yaw)
-        sent = self.nav.send_goal_async(nav_goal)
-        if not self._wait(goal, sent, 30.0):
+        handle = send_goal(self.nav, nav_goal, poll=lambda: self._check_stop(goal))
+        if handle is None:
             return 9000, "the navigator did not answer the goal"
-        handle = sent.result()
-        if handle is None or not handle.accepted:
+        if not handle.accepted:
             return 9000, "the navigator rejected the goal"
         self._nav_handle = handle
         done = handle.get_result_async()

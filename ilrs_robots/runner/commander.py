@@ -31,6 +31,7 @@ from rclpy.action import ActionClient
 
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
 from ilrs_robots.core.geometry import yaw_to_quaternion
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.runner.ros_client import RosClient, wait_until
 
 PoseLike = PoseStamped | Sequence[float]
@@ -133,10 +134,9 @@ class Commander:
             self._error = (0, "")
         if not client.wait_for_server(timeout_sec=timeout):
             return self._fail(f"{what} server {client._action_name} is not available")  # noqa: SLF001
-        future = client.send_goal_async(goal, feedback_callback=self._on_feedback)
-        if not wait_until(future.done, timeout, period=0.01):
+        handle = send_goal(client, goal, timeout=timeout, feedback_callback=self._on_feedback)
+        if handle is None:
             return self._fail(f"{what} goal not answered within {timeout:g} s")
-        handle = future.result()
         if handle is None or not handle.accepted:
             return self._fail(f"{what} goal rejected by the server")
         with self._lock:

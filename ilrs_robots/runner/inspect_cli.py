@@ -72,6 +72,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from rclpy.action import ActionClient  # after the environment is set
 
     from ilrs_interfaces.action import InspectSite
+    from ilrs_robots.nodes.goal_requests import send_goal
     from ilrs_robots.runner.ros_client import RosClient, wait_until
 
     ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
@@ -83,13 +84,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 f"the stack running (ilrs run rover)?")
             return EXIT_NO_NODE
         latest: list[Any] = []
-        sent = client.send_goal_async(InspectSite.Goal(round=goal_round(args.round)),
-                                      feedback_callback=lambda m: latest.append(m.feedback))
-        if not wait_until(sent.done, 30.0):
+        handle = send_goal(client, InspectSite.Goal(round=goal_round(args.round)),
+                           feedback_callback=lambda m: latest.append(m.feedback))
+        if handle is None:
             say("the inspection node did not answer the goal")
             return EXIT_FAILED
-        handle = sent.result()
-        if handle is None or not handle.accepted:
+        if not handle.accepted:
             say("the inspection node rejected the goal")
             return EXIT_FAILED
         say(f"round {args.round} started")

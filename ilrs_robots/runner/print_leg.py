@@ -16,6 +16,7 @@ from sensor_msgs.msg import Image
 from ilrs_interfaces.action import PrintStructure
 from ilrs_robots.core.construction.jobs import PrintedComparison, compare_printed
 from ilrs_robots.drivers.print_files import load_plan
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.runner.ros_client import RosClient, wait_until
 
 CODES = {v: k for k, v in vars(PrintStructure.Result).items()
@@ -92,12 +93,11 @@ class PrintWatch:
         if not self._client.wait_for_server(timeout_sec=timeout):
             return f"no {self.ns}/print_structure action server within {timeout:g} s"
         self._t0 = time.monotonic()
-        sent = self._client.send_goal_async(
-            PrintStructure.Goal(design=str(Path(self.report.design).resolve())),
-            feedback_callback=self._on_feedback)
-        if not wait_until(sent.done, timeout):
+        handle = send_goal(self._client,
+                           PrintStructure.Goal(design=str(Path(self.report.design).resolve())),
+                           timeout=timeout, feedback_callback=self._on_feedback)
+        if handle is None:
             return f"the print goal got no answer within {timeout:g} s"
-        handle = sent.result()
         if not handle.accepted:
             return "the construction node refused the print goal"
         self._goal_handle = handle

@@ -25,6 +25,7 @@ from ilrs_robots.core.construction.slicer import (
 )
 from ilrs_robots.drivers.print_files import load_plan, load_printer
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.runner.ros_client import LATCHED, wait_until
 from ilrs_robots.sim.devices.printer_emulator import PrinterEmulator
 
@@ -74,11 +75,9 @@ class Goals:
     def send(self, design: str, layer_height: float = 0.0, node=None):
         assert self.client.wait_for_server(timeout_sec=30), node.output() if node else ""
         goal = PrintStructure.Goal(design=design, layer_height=layer_height)
-        future = self.client.send_goal_async(
-            goal, feedback_callback=lambda m: self.feedback.append(m.feedback))
-        assert wait_until(future.done, 30)
-        handle = future.result()
-        assert handle.accepted
+        handle = send_goal(self.client, goal,
+                           feedback_callback=lambda m: self.feedback.append(m.feedback))
+        assert handle is not None and handle.accepted, node.output() if node else "no answer"
         return handle
 
     @staticmethod

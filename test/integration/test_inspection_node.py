@@ -30,6 +30,7 @@ from test_navigator import costmap_message, navigator_ready, output_of
 from ilrs_interfaces.action import InspectSite
 from ilrs_robots.core.inspection.rounds import GaugeCheck, GaugeScale
 from ilrs_robots.core.inspection.visual import check_gauge
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
@@ -98,10 +99,9 @@ class InspectionStack:
     def send(self, round_file: str | Path) -> tuple[object, object, Inbox]:
         """Send a round; (goal handle, result future, feedback inbox)."""
         feedback: Inbox = Inbox()
-        sent = self.client.send_goal_async(InspectSite.Goal(round=str(round_file)),
-                                           feedback_callback=lambda m: feedback.put(m.feedback))
-        assert wait_until(sent.done, 30), "no answer to the goal"
-        handle = sent.result()
+        handle = send_goal(self.client, InspectSite.Goal(round=str(round_file)),
+                           feedback_callback=lambda m: feedback.put(m.feedback))
+        assert handle is not None, "no answer to the goal"
         assert handle.accepted
         return handle, handle.get_result_async(), feedback
 

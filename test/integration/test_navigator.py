@@ -29,6 +29,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
 from ilrs_robots.core.costmap import CostParams, GlobalCostmap
 from ilrs_robots.core.geometry import Pose2D
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.runner.commander import Commander, TaskResult, make_pose
 from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
@@ -161,10 +162,8 @@ def send(stack: NavStack, x: float, y: float, yaw: float = 0.0, frame: str = "ma
     """Send a NavigateToPose goal; (goal handle, feedback inbox, result future)."""
     feedback: Inbox = Inbox()
     goal = NavigateToPose.Goal(pose=make_pose((x, y, yaw), frame), max_speed=max_speed)
-    future = stack.nav.send_goal_async(goal, feedback_callback=lambda m: feedback.put(
-        m.feedback))
-    assert wait_until(future.done, 30), "no answer to the goal"
-    handle = future.result()
+    handle = send_goal(stack.nav, goal, feedback_callback=lambda m: feedback.put(m.feedback))
+    assert handle is not None, "no answer to the goal"
     assert handle.accepted
     return handle, feedback, handle.get_result_async()
 
@@ -279,10 +278,10 @@ def test_follow_waypoints_skips_an_impossible_one(stack):
     points = [(2.0, -3.0), (100.0, 100.0), (5.0, -3.0)]
     goal = FollowWaypoints.Goal(poses=[make_pose((x, y, 0.0)) for x, y in points])
     feedback: Inbox = Inbox()
-    future = stack.waypoints.send_goal_async(goal, feedback_callback=lambda m: feedback.put(
-        m.feedback))
-    assert wait_until(future.done, 30)
-    response = result_of(future.result().get_result_async(), DRIVE_TIMEOUT, stack)
+    handle = send_goal(stack.waypoints, goal,
+                       feedback_callback=lambda m: feedback.put(m.feedback))
+    assert handle is not None and handle.accepted
+    response = result_of(handle.get_result_async(), DRIVE_TIMEOUT, stack)
     assert response.status == SUCCEEDED, (response.result, stack.logs())
     assert list(response.result.missed_waypoints) == [1]
     assert {f.current_waypoint for f in feedback.messages} >= {0, 2}

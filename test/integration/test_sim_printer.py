@@ -16,6 +16,7 @@ from ilrs_interfaces.action import PrintStructure
 from ilrs_robots.core.construction.slicer import expected_height_field
 from ilrs_robots.drivers.print_files import load_plan, load_printer, print_job_of
 from ilrs_robots.drivers.printer import ErrorCode, PrinterHost
+from ilrs_robots.nodes.goal_requests import send_goal
 from ilrs_robots.resources import config_path
 from ilrs_robots.runner.ros_client import wait_until
 from ilrs_robots.sim.physics import RoverPhysics
@@ -115,10 +116,10 @@ def test_sim_node_serves_the_printer_and_its_site_camera(ros, launcher, tmp_path
     # the client's response reader (config/fastdds.xml now lets a response wait for that)
     assert diag.wait_for(lambda a: any(s.name.endswith(": printer") for s in a.status), 60), \
         node.output()
-    sent = client.send_goal_async(PrintStructure.Goal(design=str(design)))
-    assert wait_until(sent.done, 60), "no goal response\n" + node.output()
-    assert sent.result().accepted, node.output()
-    result_future = sent.result().get_result_async()
+    handle = send_goal(client, PrintStructure.Goal(design=str(design)), timeout=60.0)
+    assert handle is not None, "no goal response\n" + node.output()
+    assert handle.accepted, node.output()
+    result_future = handle.get_result_async()
     assert wait_until(result_future.done, 180), node.output() + sim.output()
     result = result_future.result().result
     assert result.error_code == PrintStructure.Result.NONE, result.error_msg

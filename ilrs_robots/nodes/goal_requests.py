@@ -1,0 +1,78 @@
+"""Sending an action goal so that a goal response lost in discovery does not lose the goal.
+
+`ActionClient.wait_for_server()` returns once the client has matched the server's endpoints,
+but the server may not yet have matched the client's response readers. rmw_fastrtps then waits
+a bounded time (100 ms by default, 5 s under config/fastdds.xml) before dropping the goal
+response ("client will not receive response"), and
+rclpy's action server logs "Failed to send goal response" and never executes that goal. On a
+loaded machine discovery is slow enough for this to happen to a goal sent right after
+`wait_for_server()`. `send_goal` therefore sends a goal that got no answer again, under a new
+goal id, and when more than one copy was accepted it keeps the one the server runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient
+from rclpy.action.client import ClientGoalHandle
+
+_ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
+
+
+def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
+              resend_after: float = 6.0, feedback_callback: Callable[[Any], None] | None = None,
+              poll: Callable[[], None] | None = None, period: float = 0.02
+              ) -> ClientGoalHandle | None:
+    """Send `goal` and wait for the server's answer: its goal handle, or None after `timeout`.
+
+    The client's node must be spun by another thread. A copy is sent every `resend_after`
+    seconds until one is answered (config/fastdds.xml lets a server wait 5 s for the client's
+    response reader, so by default a copy goes only when the last one's answer was dropped).
+    `poll` is called while waiting (it may raise to give up).
+    """
+    deadline = time.monotonic() + timeout
+    sent: list[Any] = []
+    next_send = time.monotonic()
+    while not any(f.done() for f in sent):
+        now = time.monotonic()
+        if now >= deadline:
+            return None
+        if now >= next_send:
+            sent.append(client.send_goal_async(goal, feedback_callback=feedback_callback))
+            next_send = now + resend_after
+        if poll is not None:
+            poll()
+        time.sleep(period)
+    if len(sent) > 1:  # an earlier copy may have been slow, not lost: hear the later ones
+        _wait(lambda: all(f.done() for f in sent), min(resend_after, deadline - now), poll,
+              period)
+    handles = [f.result() for f in sent if f.done() and f.result() is not None]
+    accepted = [h for h in handles if h.accepted]
+    if len(accepted) > 1:
+        return _keep_the_running_one(accepted, resend_after, poll, period)
+    return accepted[0] if accepted else (handles[-1] if handles else None)
+
+
+def _keep_the_running_one(handles: list[ClientGoalHandle], wait: float,
+                          poll: Callable[[], None] | None, period: float) -> ClientGoalHandle:
+    """Several copies were accepted: the server preempts or refuses all but one; keep that one
+    (the newest still running after `wait`) and cancel any other still running."""
+    _wait(lambda: sum(h.status not in _ENDED for h in handles) <= 1, wait, poll, period)
+    running = [h for h in handles if h.status not in _ENDED]
+    keep = running[-1] if running else handles[-1]
+    for handle in running[:-1]:
+        handle.cancel_goal_async()
+    return keep
+
+
+def _wait(condition: Callable[[], bool], timeout: float, poll: Callable[[], None] | None,
+          period: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        if poll is not None:
+            poll()
+        time.sleep(period)
