@@ -66,6 +66,8 @@ def test_slip_is_flagged_when_the_wheels_spin_on_a_slope_too_steep(tmp_path):
             d = diags.wait_for(lambda m: (v := diagnostic_values(m, "wheel slip")) is not None
                                and v["slipping"] == "True", timeout=30)
             assert d is not None
-            assert float(diagnostic_values(d, "wheel slip")["slip_ratio"]) >= 0.5
+            # the flag rose at slip_on (0.5) and, with hysteresis, holds down to slip_off (0.2):
+            # a report read after the rise may show a ratio under 0.5 (0.483 once, loaded)
+            assert float(diagnostic_values(d, "wheel slip")["slip_ratio"]) > 0.2
     finally:
         sup.stop()
