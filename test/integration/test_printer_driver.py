@@ -39,12 +39,26 @@ def berm() -> tuple[PrintJob, object]:
     return PrintJob(program.commands, layers, times, mass, "berm"), result
 
 
-def wait_for(condition, timeout: float = 20.0) -> None:
+def wait_for(condition, timeout: float = 20.0, state=None) -> None:
+    """Poll `condition`; at timeout fail with `state()` (what the emulator holds) if given."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError("condition not met in time" + (f": {state()}" if state else ""))
         time.sleep(0.005)
+
+
+def emulator_state(emu: PrinterEmulator, job: PrintJob) -> str:
+    """The job lines the emulator has not executed, and what it still holds."""
+    done = set(emu.executed_numbers())
+    missing = [n for n in range(1, len(job.commands) + 1) if n not in done]
+    with emu._cv:
+        queued = [n for n, _, _ in emu._queue]
+        planned = [b.number for b in emu._planner]
+        unnumbered = [text for n, text in emu.executed if n is None]
+    return (f"{len(missing)} job lines not executed {missing[:20]}; last line {emu.last_line}, "
+            f"halted {emu.halted}, queue {queued}, planner {planned}, unnumbered commands "
+            f"executed {unnumbered[:5]}, lines corrupted {emu.lines_corrupted}")
 
 
 def emulator(tmp_path: Path, **kwargs) -> PrinterEmulator:
@@ -78,7 +92,7 @@ def test_berm_prints_exactly_once_through_corrupted_lines_and_lost_oks(
             outcome = host.print_job(job)
         assert outcome.error_code == ErrorCode.NONE, outcome
         assert emu.lines_corrupted > 0 and emu.oks_lost > 0  # the faults happened
-        wait_for(lambda: finished(emu, job))
+        wait_for(lambda: finished(emu, job), state=lambda: emulator_state(emu, job))
         assert emu.executed_numbers() == list(range(1, len(job.commands) + 1))
         assert job_commands_executed(emu) == job.commands  # none lost, twice, or reordered
         expected = expected_height_field(BERM, result.layer_height, GRID)
