@@ -6,8 +6,9 @@ a bounded time (100 ms by default, 5 s under config/fastdds.xml) before dropping
 response ("client will not receive response"), and
 rclpy's action server logs "Failed to send goal response" and never executes that goal. On a
 loaded machine discovery is slow enough for this to happen to a goal sent right after
-`wait_for_server()`. `send_goal` therefore sends a goal that got no answer again, under a new
-goal id, and when more than one copy was accepted it keeps the one the server runs.
+`wait_for_server()`. `send_goal` therefore sends a goal that got no answer for a long while
+again, under a new goal id, and when more than one copy was accepted it keeps the one the
+server runs.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ _ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.ST
 
 
 def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
-              resend_after: float = 6.0, feedback_callback: Callable[[Any], None] | None = None,
+              resend_after: float = 15.0, feedback_callback: Callable[[Any], None] | None = None,
               poll: Callable[[], None] | None = None, period: float = 0.02
               ) -> ClientGoalHandle | None:
     """Send `goal` and wait for the server's answer: its goal handle, or None after `timeout`.
 
     The client's node must be spun by another thread. A copy is sent every `resend_after`
-    seconds until one is answered (config/fastdds.xml lets a server wait 5 s for the client's
-    response reader, so by default a copy goes only when the last one's answer was dropped).
+    seconds until one is answered. config/fastdds.xml lets a server wait 5 s for the client's
+    response reader; `resend_after` leaves a loaded server ample time beyond that, since a
+    copy sent while the first answer is only slow makes two accepted goals.
     `poll` is called while waiting (it may raise to give up).
     """
     deadline = time.monotonic() + timeout
@@ -59,14 +61,22 @@ def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
 
 def _keep_the_running_one(handles: list[ClientGoalHandle], wait: float,
                           poll: Callable[[], None] | None, period: float) -> ClientGoalHandle:
-    """Several copies were accepted: the server preempts or refuses all but one; keep that one
-    (the newest still running after `wait`) and cancel any other still running."""
-    _wait(lambda: sum(h.status not in _ENDED for h in handles) <= 1, wait, poll, period)
-    running = [h for h in handles if h.status not in _ENDED]
-    keep = running[-1] if running else handles[-1]
+    """Several copies were accepted: the server preempts or refuses all but one. Keep the one
+    its status shows running (the newest, if several), waiting up to `wait` for the statuses
+    to tell; cancel only copies known to run beside it, never one whose status is unknown."""
+
+    def told() -> bool:
+        known = [h.status for h in handles if h.status != GoalStatus.STATUS_UNKNOWN]
+        return len(known) == len(handles) and sum(s not in _ENDED for s in known) <= 1
+
+    _wait(told, wait, poll, period)
+    running = [h for h in handles
+               if h.status not in _ENDED and h.status != GoalStatus.STATUS_UNKNOWN]
+    if not running:  # the statuses did not come: the newest copy, as a preempting server runs
+        return handles[-1]
     for handle in running[:-1]:
         handle.cancel_goal_async()
-    return keep
+    return running[-1]
 
 
 def _wait(condition: Callable[[], bool], timeout: float, poll: Callable[[], None] | None,

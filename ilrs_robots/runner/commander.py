@@ -115,14 +115,14 @@ class Commander:
     # -- tasks ------------------------------------------------------------------------------
 
     def goToPose(self, pose: PoseLike, max_speed: float = 0.0,  # noqa: N802 - Nav2's name
-                 timeout: float = 10.0) -> Any:
+                 timeout: float = 30.0) -> Any:
         """Send a NavigateToPose goal (pre-empting any task); its goal handle, or None when
         it could not be sent or was rejected (see getTaskError)."""
         goal = NavigateToPose.Goal(pose=make_pose(pose, self.frame), max_speed=float(max_speed))
         return self._send(self._nav, goal, "NavigateToPose", timeout)
 
     def followWaypoints(self, poses: Sequence[PoseLike],  # noqa: N802 - Nav2's name
-                        timeout: float = 10.0) -> Any:
+                        timeout: float = 30.0) -> Any:
         """Send a FollowWaypoints goal (pre-empting any task); its goal handle, or None."""
         goal = FollowWaypoints.Goal(poses=[make_pose(p, self.frame) for p in poses])
         return self._send(self._waypoints, goal, "FollowWaypoints", timeout)
