@@ -62,6 +62,7 @@ from ilrs_robots.drivers.print_files import find_input, load_plan, load_printer,
 from ilrs_robots.drivers.printer import ErrorCode, JobResult, PrinterHost, Progress
 from ilrs_robots.drivers.serial_port import PortBusy
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.goal_requests import RESULT_TIMEOUT
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
 R = PrintStructure.Result
@@ -191,7 +192,8 @@ class ConstructionNode(Node):
         group = ReentrantCallbackGroup()
         self.action = ActionServer(self, PrintStructure, "print_structure", self._execute,
                                    goal_callback=lambda _g: GoalResponse.ACCEPT,
-                                   cancel_callback=self._on_cancel, callback_group=group)
+                                   cancel_callback=self._on_cancel, callback_group=group,
+                                   result_timeout=RESULT_TIMEOUT)
         self.create_service(Trigger, "pause", self._on_pause, callback_group=group)
         self.create_service(Trigger, "resume", self._on_resume, callback_group=group)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED, callback_group=group)

@@ -23,6 +23,11 @@ from rclpy.action.client import ClientGoalHandle
 
 _ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
 
+# s an action server keeps a finished goal's result for a client still to ask: rcl's and
+# rclcpp's default. rclpy's is 10 s; a result request slowed by discovery on a loaded computer,
+# or coming over the ground link, then finds the goal forgotten (status UNKNOWN, empty result).
+RESULT_TIMEOUT = 900
+
 
 def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
               resend_after: float = 15.0, feedback_callback: Callable[[Any], None] | None = None,

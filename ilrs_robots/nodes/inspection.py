@@ -91,7 +91,7 @@ from ilrs_robots.core.inspection.visual import (
 )
 from ilrs_robots.files import write_atomically
 from ilrs_robots.nodes import messages
-from ilrs_robots.nodes.goal_requests import send_goal
+from ilrs_robots.nodes.goal_requests import RESULT_TIMEOUT, send_goal
 from ilrs_robots.nodes.localization import image_array, world_of_node
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
@@ -209,7 +209,7 @@ class InspectionNode(Node):
         self.action = ActionServer(self, InspectSite, "inspect_site", self._execute,
                                    goal_callback=lambda _g: GoalResponse.ACCEPT,
                                    cancel_callback=lambda _g: CancelResponse.ACCEPT,
-                                   callback_group=group)
+                                   callback_group=group, result_timeout=RESULT_TIMEOUT)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(1.0, self._diagnostics, clock=steady, callback_group=group)

@@ -65,6 +65,7 @@ from ilrs_robots.core.navigation_support import (
 from ilrs_robots.core.path_following import FollowerLimits, PurePursuitFollower, Regulation
 from ilrs_robots.core.planning import PlannerParams, warm_up
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.goal_requests import RESULT_TIMEOUT
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -226,11 +227,11 @@ class Navigator(Node):
         self.nav_server = ActionServer(
             self, NavigateToPose, "navigate_to_pose", self._execute_navigate,
             callback_group=goals, goal_callback=lambda _: GoalResponse.ACCEPT,
-            cancel_callback=self._on_cancel)
+            cancel_callback=self._on_cancel, result_timeout=RESULT_TIMEOUT)
         self.waypoint_server = ActionServer(
             self, FollowWaypoints, "follow_waypoints", self._execute_waypoints,
             callback_group=goals, goal_callback=lambda _: GoalResponse.ACCEPT,
-            cancel_callback=self._on_cancel)
+            cancel_callback=self._on_cancel, result_timeout=RESULT_TIMEOUT)
         self.control_timer = self.create_timer(1.0 / p["controller_rate"], self._control,
                                                callback_group=control)
         self.diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics,

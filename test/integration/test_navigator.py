@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,6 +201,19 @@ def test_refuses_impossible_goals_at_once_with_their_reason(stack):
         assert words in response.result.error_msg
     end = stack.pose()
     assert math.hypot(end.x - start.x, end.y - start.y) < 0.1  # nothing moved
+
+
+def test_a_result_is_kept_for_a_client_that_asks_late(stack):
+    """rclpy forgets a finished goal's result after 10 s by default; the navigator keeps it
+    (a result request slowed by discovery, or sent over the ground link, still gets it)."""
+    goal = NavigateToPose.Goal(pose=make_pose((100.0, 0.0, 0.0), "map"))
+    handle = send_goal(stack.nav, goal)
+    assert handle is not None and handle.accepted
+    assert wait_until(lambda: handle.status == ABORTED, 30), handle.status  # refused at once
+    time.sleep(12.0)  # past rclpy's default result_timeout
+    response = result_of(handle.get_result_async(), 30, stack)
+    assert response.status == ABORTED
+    assert response.result.error_code == NavigateToPose.Result.OFF_MAP
 
 
 def test_reaches_a_goal_25_m_away_within_tolerance(stack):
