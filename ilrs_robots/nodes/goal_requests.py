@@ -6,13 +6,17 @@ a bounded time (100 ms by default, 5 s under config/fastdds.xml) before dropping
 response ("client will not receive response"), and
 rclpy's action server logs "Failed to send goal response" and never executes that goal. On a
 loaded machine discovery is slow enough for this to happen to a goal sent right after
-`wait_for_server()`. `send_goal` therefore sends a goal that got no answer for a long while
+`wait_for_server()`. `send_goal` can therefore send a goal that got no answer for a long while
 again, under a new goal id, and when more than one copy was accepted it keeps the one the
-server runs.
+server runs. Only for goals that are safe to repeat (a navigation goal, which the next copy
+preempts): rmw_fastrtps also drops a response silently, reporting success, when the server
+has not yet registered the client at all, and the server then runs the unanswered goal (seen
+under load: a print ran, unanswered, and its copy ran again after it).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,17 +32,22 @@ _ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.ST
 # or coming over the ground link, then finds the goal forgotten (status UNKNOWN, empty result).
 RESULT_TIMEOUT = 900
 
+# s without an answer before a navigation goal is sent again (a copy preempts the original)
+NAVIGATION_RESEND = 15.0
+
 
 def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
-              resend_after: float = 15.0, feedback_callback: Callable[[Any], None] | None = None,
+              resend_after: float | None = None,
+              feedback_callback: Callable[[Any], None] | None = None,
               poll: Callable[[], None] | None = None, period: float = 0.02
               ) -> ClientGoalHandle | None:
     """Send `goal` and wait for the server's answer: its goal handle, or None after `timeout`.
 
-    The client's node must be spun by another thread. A copy is sent every `resend_after`
-    seconds until one is answered. config/fastdds.xml lets a server wait 5 s for the client's
-    response reader; `resend_after` leaves a loaded server ample time beyond that, since a
-    copy sent while the first answer is only slow makes two accepted goals.
+    The client's node must be spun by another thread. With `resend_after` (s), a copy is sent
+    every `resend_after` seconds until one is answered (`NAVIGATION_RESEND`, for goals safe to
+    repeat); None sends the goal once. config/fastdds.xml lets a server wait 5 s for the
+    client's response reader; a copy sent while the first answer is only slow makes two
+    accepted goals.
     `poll` is called while waiting (it may raise to give up).
     """
     deadline = time.monotonic() + timeout
@@ -50,17 +59,17 @@ def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
             return None
         if now >= next_send:
             sent.append(client.send_goal_async(goal, feedback_callback=feedback_callback))
-            next_send = now + resend_after
+            next_send = math.inf if resend_after is None else now + resend_after
         if poll is not None:
             poll()
         time.sleep(period)
     if len(sent) > 1:  # an earlier copy may have been slow, not lost: hear the later ones
-        _wait(lambda: all(f.done() for f in sent), min(resend_after, deadline - now), poll,
-              period)
+        wait = min(resend_after or 0.0, deadline - now)
+        _wait(lambda: all(f.done() for f in sent), wait, poll, period)
     handles = [f.result() for f in sent if f.done() and f.result() is not None]
     accepted = [h for h in handles if h.accepted]
     if len(accepted) > 1:
-        return _keep_the_running_one(accepted, resend_after, poll, period)
+        return _keep_the_running_one(accepted, resend_after or 0.0, poll, period)
     return accepted[0] if accepted else (handles[-1] if handles else None)
 
 

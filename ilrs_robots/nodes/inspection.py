@@ -91,7 +91,7 @@ from ilrs_robots.core.inspection.visual import (
 )
 from ilrs_robots.files import write_atomically
 from ilrs_robots.nodes import messages
-from ilrs_robots.nodes.goal_requests import RESULT_TIMEOUT, send_goal
+from ilrs_robots.nodes.goal_requests import NAVIGATION_RESEND, RESULT_TIMEOUT, send_goal
 from ilrs_robots.nodes.localization import image_array, world_of_node
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 
@@ -437,7 +437,8 @@ class InspectionNode(Node):
         pose.pose.position.x, pose.pose.position.y = point.pose.x, point.pose.y
         q = pose.pose.orientation
         q.x, q.y, q.z, q.w = yaw_to_quaternion(point.pose.yaw)
-        handle = send_goal(self.nav, nav_goal, poll=lambda: self._check_stop(goal))
+        handle = send_goal(self.nav, nav_goal, resend_after=NAVIGATION_RESEND,
+                           poll=lambda: self._check_stop(goal))
         if handle is None:
             return 9000, "the navigator did not answer the goal"
         if not handle.accepted:

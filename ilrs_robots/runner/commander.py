@@ -31,7 +31,7 @@ from rclpy.action import ActionClient
 
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
 from ilrs_robots.core.geometry import yaw_to_quaternion
-from ilrs_robots.nodes.goal_requests import send_goal
+from ilrs_robots.nodes.goal_requests import NAVIGATION_RESEND, send_goal
 from ilrs_robots.runner.ros_client import RosClient, wait_until
 
 PoseLike = PoseStamped | Sequence[float]
@@ -134,7 +134,8 @@ class Commander:
             self._error = (0, "")
         if not client.wait_for_server(timeout_sec=timeout):
             return self._fail(f"{what} server {client._action_name} is not available")  # noqa: SLF001
-        handle = send_goal(client, goal, timeout=timeout, feedback_callback=self._on_feedback)
+        handle = send_goal(client, goal, timeout=timeout, resend_after=NAVIGATION_RESEND,
+                           feedback_callback=self._on_feedback)
         if handle is None:
             return self._fail(f"{what} goal not answered within {timeout:g} s")
         if handle is None or not handle.accepted:

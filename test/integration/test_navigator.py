@@ -30,7 +30,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
 from ilrs_robots.core.costmap import CostParams, GlobalCostmap
 from ilrs_robots.core.geometry import Pose2D
-from ilrs_robots.nodes.goal_requests import send_goal
+from ilrs_robots.nodes.goal_requests import NAVIGATION_RESEND, send_goal
 from ilrs_robots.runner.commander import Commander, TaskResult, make_pose
 from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
@@ -163,7 +163,8 @@ def send(stack: NavStack, x: float, y: float, yaw: float = 0.0, frame: str = "ma
     """Send a NavigateToPose goal; (goal handle, feedback inbox, result future)."""
     feedback: Inbox = Inbox()
     goal = NavigateToPose.Goal(pose=make_pose((x, y, yaw), frame), max_speed=max_speed)
-    handle = send_goal(stack.nav, goal, feedback_callback=lambda m: feedback.put(m.feedback))
+    handle = send_goal(stack.nav, goal, resend_after=NAVIGATION_RESEND,
+                       feedback_callback=lambda m: feedback.put(m.feedback))
     assert handle is not None, "no answer to the goal"
     assert handle.accepted
     return handle, feedback, handle.get_result_async()
@@ -292,7 +293,7 @@ def test_follow_waypoints_skips_an_impossible_one(stack):
     points = [(2.0, -3.0), (100.0, 100.0), (5.0, -3.0)]
     goal = FollowWaypoints.Goal(poses=[make_pose((x, y, 0.0)) for x, y in points])
     feedback: Inbox = Inbox()
-    handle = send_goal(stack.waypoints, goal,
+    handle = send_goal(stack.waypoints, goal, resend_after=NAVIGATION_RESEND,
                        feedback_callback=lambda m: feedback.put(m.feedback))
     assert handle is not None and handle.accepted
     response = result_of(handle.get_result_async(), DRIVE_TIMEOUT, stack)
