@@ -134,6 +134,19 @@ class RosClient:
             wait_until(lambda: pub.get_subscription_count() > 0, wait_for_subscribers)
         return pub
 
+    def graph_report(self, topic: str) -> str:
+        """What this client sees of `topic` and of the graph, for an error message: whether
+        it still spins, the publishers of `topic` by node, and the nodes it discovered."""
+        try:
+            pubs = [f"{i.node_namespace.rstrip('/')}/{i.node_name}"
+                    for i in self.node.get_publishers_info_by_topic(topic)]
+            nodes = sorted(f"{ns.rstrip('/')}/{n}"
+                           for n, ns in self.node.get_node_names_and_namespaces())
+        except Exception as exc:  # noqa: BLE001 - a report must not raise
+            return f"no graph information: {exc!r}"
+        return (f"client spinning: {self._thread.is_alive()}; publishers of {topic}: "
+                f"{pubs or 'none'}; nodes discovered: {nodes or 'none'}")
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop spinning and shut the context down (in the order rclpy needs).
 
