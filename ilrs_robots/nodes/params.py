@@ -253,6 +253,18 @@ def check_overrides(node: Node) -> None:
                              f"has no such parameter{hint}")
 
 
+def destroy_safely(node: Node) -> None:
+    """Destroy `node`, also one whose __init__ failed part-way (some or none of its handles
+    made: rclpy's own __init__ may not have run at all)."""
+    if not hasattr(node, "handle"):  # rclpy's Node.__init__ did not get that far
+        return
+    try:
+        node.destroy_node()
+    except Exception as exc:  # noqa: BLE001 - a half-built node: say so, exit as decided
+        print(f"[{type(node).__name__}] destroying the node failed: {exc!r}", file=sys.stderr,
+              flush=True)
+
+
 def run_node(factory: Callable[[], Node], args: list[str] | None = None,
              threads: int = 0) -> int:
     """rclpy.init, build the node, spin until shutdown; a bad parameter exits with code 2.
@@ -263,10 +275,19 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     interrupt_once()
     rclpy.init(args=args)  # rclpy's handler chains to the one interrupt_once installed
     node: Any = None
+    built = False
     executor: Any = MultiThreadedExecutor(num_threads=threads) if threads > 0 else None
     code = 0
     try:
-        node = factory()
+        if isinstance(factory, type):
+            # bound before __init__ runs: a node whose construction fails (a bad parameter)
+            # is destroyed below, before the context's shutdown; left to the garbage
+            # collector, its handles went after it and the process died of SIGSEGV (seen once)
+            node = factory.__new__(factory)
+            node.__init__()
+        else:
+            node = factory()
+        built = True
         check_overrides(node)
         if executor is None:
             rclpy.spin(node)
@@ -274,7 +295,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             executor.add_node(node)
             executor.spin()
     except ParameterError as exc:
-        name = getattr(node, "get_name", lambda: factory.__name__)()
+        name = node.get_name() if hasattr(node, "handle") else factory.__name__
         print(f"[{name}] configuration error: {exc}", file=sys.stderr, flush=True)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -288,14 +309,14 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     finally:
         ignore_interrupts()  # a second Ctrl-C must not cut the motors' stop short
         try:
-            if node is not None:
+            if built:
                 close = getattr(node, "close", None)
                 if close is not None:
                     close()
             if executor is not None:
                 executor.shutdown(timeout_sec=2.0)
             if node is not None:
-                node.destroy_node()
+                destroy_safely(node)
         finally:
             rclpy.try_shutdown()
             ignore_interrupts()  # rclpy's shutdown may have put its handlers back

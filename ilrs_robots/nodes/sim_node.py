@@ -91,8 +91,10 @@ class SimNode(Node):
                              read_only=True)
         self.rate = declare(d, "rate", 1.0, "Speed: 1 real time, 2 twice as fast, 0 flat out",
                             range=(0.0, 100.0))
-        self.dt = declare(d, "step", 0.01, "Sim time per loop (s); /clock is published each",
-                          range=(0.001, 0.1))
+        self.dt = declare(d, "step", 0.01, "Sim time per loop (s)", range=(0.001, 0.1))
+        clock_rate = declare(d, "clock_rate", 100.0, "/clock rate (Hz of sim time), at most "
+                             "once per step: every use_sim_time node wakes for each message",
+                             range=(1.0, 1000.0))
         imu_rate = declare(d, "imu_rate", 100.0, "IMU rate (Hz of sim time), 0 off",
                            range=(0.0, 1000.0))
         stereo_rate = declare(d, "stereo_rate", 5.0, "Stereo pair rate (Hz), 0 off",
@@ -171,6 +173,7 @@ class SimNode(Node):
         self.depth_pub = self.create_publisher(Image, f"{ns}/depth/image_raw", 2)
         self.depth_info_pub = self.create_publisher(CameraInfo, f"{ns}/depth/camera_info", 2)
         self.imu_due, self.truth_due = Every(imu_rate), Every(50.0)
+        self.clock_due = Every(clock_rate)
         self.site_printer: SitePrinter | None = None
         self.site_due, self.terrain_due = Every(site_rate), Every(2.0 * site_rate)
         if printer:
@@ -201,12 +204,14 @@ class SimNode(Node):
         self._thread.start()
 
     def on_parameters_set(self, changed: dict[str, object]) -> None:
-        """Apply accepted live changes: speed, step, sensor rates, JPEG quality."""
+        """Apply accepted live changes: speed, step, clock and sensor rates, JPEG quality."""
         for name, value in changed.items():
             if name == "rate":
                 self.rate = float(value)
             elif name == "step":
                 self.dt = float(value)
+            elif name == "clock_rate":
+                self.clock_due.set_rate(float(value))
             elif name == "imu_rate":
                 self.imu_due.set_rate(float(value))
             elif name == "stereo_rate":
@@ -303,7 +308,8 @@ class SimNode(Node):
 
     def _publish(self, t: float) -> None:
         stamp = messages.stamp_of(t)
-        self.clock_pub.publish(Clock(clock=stamp))
+        if self.clock_due.due(t):
+            self.clock_pub.publish(Clock(clock=stamp))
         phys = self.sim.physics
         if self.imu_due.due(t):
             accel, gyro = phys.imu()

@@ -207,3 +207,43 @@ def test_an_interrupt_that_rclpy_turned_into_an_error_is_still_a_clean_stop() ->
     assert proc.returncode == 0, f"exit {proc.returncode}\n{err}"
     assert "closed" in out, f"close() cut short\n{err}"
     assert "Traceback" not in err, err
+
+
+HALF_BUILT_NODE = """
+import sys
+import rclpy
+from rclpy.node import Node
+from std_msgs.msg import String
+from ilrs_robots.nodes.params import ParameterError, run_node
+
+class HalfBuilt(Node):
+    def __init__(self):
+        super().__init__("half_built")
+        self.create_publisher(String, "out", 10)
+        self.create_subscription(String, "in", print, 10)
+        self.create_timer(0.1, lambda: None)
+        raise ParameterError("gain", "must be in [0, 1] (got 7)")
+
+    def destroy_node(self):
+        print(f"destroyed while the context is ok: {rclpy.ok()}", flush=True)
+        super().destroy_node()
+
+    def close(self):
+        print("close() of a node that was never built", flush=True)
+
+sys.exit(run_node(HalfBuilt, sys.argv))
+"""
+
+
+def test_a_node_that_fails_to_build_is_destroyed_before_the_shutdown() -> None:
+    """A bad parameter found part-way through a node's __init__ (after it made publishers,
+    subscriptions and timers): exit 2 with the reason, the half-built node destroyed while
+    the context is still up (left to the garbage collector after the shutdown, a mapper
+    died of SIGSEGV once), and close() not called on what was never built."""
+    proc = subprocess.run([sys.executable, "-c", HALF_BUILT_NODE], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stderr}"
+    assert "[half_built] configuration error: parameter 'gain' must be in" in proc.stderr
+    assert "destroyed while the context is ok: True" in proc.stdout, proc.stdout
+    assert "close()" not in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr

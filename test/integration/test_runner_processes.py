@@ -97,6 +97,23 @@ def test_misspelt_executable_is_an_error_before_anything_starts(tmp_path):
     assert not (tmp_path / "rover1" / "roboclaw").exists()  # the emulator never ran
 
 
+def survivors(pids: list[int]) -> str:
+    """What each surviving child is and is doing: command line, state, its threads' waits."""
+    lines = []
+    for pid in pids:
+        proc = Path(f"/proc/{pid}")
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            state = next(x for x in (proc / "status").read_text().splitlines()
+                         if x.startswith("State:"))
+            waits = sorted({(t / "wchan").read_text() for t in (proc / "task").iterdir()})
+        except (OSError, StopIteration) as exc:
+            lines.append(f"{pid}: gone while looked at ({exc!r})")
+            continue
+        lines.append(f"{pid}: {cmd} | {state} | waiting in {waits}")
+    return "children alive 60 s after the runner's SIGKILL:\n" + "\n".join(lines)
+
+
 def test_kill_9_of_the_runner_takes_its_children_and_frees_the_run_dir(tmp_path):
     runner = subprocess.Popen([*CLI, "--domain-id", domain(), "run", "rover", "--hardware",
                                "emulated", "--run-dir", str(tmp_path)],
@@ -120,7 +137,7 @@ def test_kill_9_of_the_runner_takes_its_children_and_frees_the_run_dir(tmp_path)
         runner.kill()  # SIGKILL: no handler, no clean-up of its own
         runner.wait(timeout=30)
         assert wait_until(lambda: all(gone(pid) for pid in children), 60), \
-            [pid for pid in children if not gone(pid)]
+            survivors([pid for pid in children if not gone(pid)])
     finally:
         if runner.poll() is None:
             runner.kill()

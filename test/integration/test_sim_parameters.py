@@ -6,6 +6,7 @@ import pytest
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu
 
 from ilrs_robots.runner.ros_client import RosClient, wait_until
@@ -20,7 +21,8 @@ def call(ros: RosClient, future) -> object:
 def sim(launcher, tmp_path, ros):
     proc = launcher.start("sim", parameters={"world": "test_flat", "run_dir": str(tmp_path),
                                              "stereo_rate": 0.0, "mast_rate": 0.0,
-                                             "imu_rate": 10.0, "rate": 1})
+                                             "imu_rate": 10.0, "rate": 1,
+                                             "clock_rate": 20.0})
     client = AsyncParameterClient(ros.node, "/sim")
     assert client.wait_for_services(timeout_sec=60.0), proc.output()
     return proc, client
@@ -58,3 +60,23 @@ def test_ranges_read_only_and_live_rates(sim, ros):
     imu.clear()
     assert stamps_per_sim_second() == pytest.approx(50.0, rel=0.05)  # applied live
     assert proc.alive
+
+
+def test_clock_rate_at_launch_and_live(sim, ros):
+    proc, client = sim
+    clock = ros.subscribe(Clock, "/clock", 200)
+
+    def ticks_per_sim_second() -> float:
+        """/clock messages per second of the time they carry, over 15 fresh ones."""
+        seen = clock.received
+        assert wait_until(lambda: clock.received >= seen + 15, 120), proc.output()
+        t = [m.clock.sec + 1e-9 * m.clock.nanosec for m in clock.messages[-15:]]
+        return (len(t) - 1) / (t[-1] - t[0])
+
+    assert ticks_per_sim_second() == pytest.approx(20.0, rel=0.05)  # not one per 10 ms step
+    done = call(ros, client.set_parameters([Parameter("clock_rate", value=50.0)])).results
+    assert done[0].successful, done[0].reason
+    clock.clear()
+    assert ticks_per_sim_second() == pytest.approx(50.0, rel=0.05)
+    refused = call(ros, client.set_parameters([Parameter("clock_rate", value=0.0)])).results
+    assert not refused[0].successful and "range" in refused[0].reason
