@@ -55,6 +55,10 @@ __all__ = ["ParameterError", "check_overrides", "declare", "ignore_interrupts", 
 
 # Parameters rclpy or the ROS tools may set on any node.
 GENERIC_PARAMETERS = ("use_sim_time", "start_type_description_service")
+#: s a node's teardown (close(), executor, node, context) may take before SIGALRM ends the
+#: process: rclpy's destroy_node can spin for ever, holding the GIL, on a handle it believes
+#: in use (a base_driver orphaned by a SIGKILLed runner spun at 70 % CPU for 20 minutes)
+TEARDOWN_TIMEOUT = 15
 GENERIC_PREFIXES = ("qos_overrides.",)
 
 
@@ -308,6 +312,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         # message): a clean stop, not a crash
     finally:
         ignore_interrupts()  # a second Ctrl-C must not cut the motors' stop short
+        # the kernel's default action for SIGALRM ends the process even while a thread
+        # holds the GIL in C++, where no Python watchdog could run
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(TEARDOWN_TIMEOUT)
         try:
             if built:
                 close = getattr(node, "close", None)

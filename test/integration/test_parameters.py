@@ -247,3 +247,34 @@ def test_a_node_that_fails_to_build_is_destroyed_before_the_shutdown() -> None:
     assert "destroyed while the context is ok: True" in proc.stdout, proc.stdout
     assert "close()" not in proc.stdout
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+STUCK_TEARDOWN_NODE = INTERRUPTED_NODE.replace('''    def close(self):
+        time.sleep(0.2)
+        print("closed", flush=True)
+''', '''    def close(self):
+        print("closing", flush=True)
+        while True:  # as rclpy's destroy_node spinning on a handle it believes in use
+            pass
+''').replace("sys.exit(run_node(", "params.TEARDOWN_TIMEOUT = 2\nsys.exit(run_node(").replace(
+    "from ilrs_robots.nodes.params import run_node",
+    "from ilrs_robots.nodes import params\nfrom ilrs_robots.nodes.params import run_node")
+
+
+def test_a_teardown_that_never_ends_is_ended_by_the_alarm() -> None:
+    """SIGTERM (what an orphaned node gets when its runner is SIGKILLed) to a node whose
+    teardown spins for ever: the process still ends, by SIGALRM, TEARDOWN_TIMEOUT (2 s
+    here) after the teardown began, instead of spinning on as an orphan."""
+    assert STUCK_TEARDOWN_NODE.count("TEARDOWN_TIMEOUT = 2") == 1
+    proc = subprocess.Popen([sys.executable, "-c", STUCK_TEARDOWN_NODE],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline().strip() == "closing"
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGALRM
