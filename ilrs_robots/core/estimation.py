@@ -30,6 +30,15 @@ from ilrs_robots.core.geometry import Pose2D, wrap_angle
 X, Y, YAW, V, W, BIAS, SCALE, YAW_SCALE = range(8)
 N_CORE = 8
 N_STATE = N_CORE + 3  # plus the clone (x, y, yaw) at the visual odometry reference
+#: what a rate measurement (wheels, gyro, zero velocity) never corrects: it says what the
+#: rates are now. Fed back through the cross-covariances, the wheels' yaw rate moved the pose
+#: by metres and the heading by tens of degrees whenever the rates changed faster than the
+#: model (a skid-steer turn in place after a drive), as if the past track had been wrong.
+#: The wheels correct neither the pose nor the heading (nor the visual odometry clone)...
+POSE_STATES = (X, Y, YAW, N_CORE, N_CORE + 1, N_CORE + 2)
+#: ... and the gyro not the position: it corrects the heading through its bias, whose error
+#: the heading has integrated
+IMU_CONSIDER = (X, Y, N_CORE, N_CORE + 1)
 
 
 @dataclass(frozen=True)
@@ -321,7 +330,7 @@ class RoverEKF:
             H[0, V] = H[1, W] = 1.0
             innov = -self.x[[V, W]]
             R = np.eye(2) * c.zero_velocity_sigma ** 2
-            return self._update(innov, H, R)
+            return self._update(innov, H, R, consider=POSE_STATES)
         H[0, V] = self.x[SCALE]
         H[0, SCALE] = self.x[V]
         H[1, W] = self.x[YAW_SCALE]
@@ -333,7 +342,8 @@ class RoverEKF:
         # the gyro's bias is not learned from the wheels' turn rate: skid steering turns at
         # half the wheels' rate, or less, and while the yaw scale is still unsure the bias
         # took the difference (a turn in place of 2 rad left the heading 5-12 deg off)
-        return self._update(innov, H, np.diag([sv ** 2, sw ** 2]), consider=(BIAS,))
+        return self._update(innov, H, np.diag([sv ** 2, sw ** 2]),
+                            consider=(BIAS, *POSE_STATES))
 
     def update_imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> bool:
         """Fuse one IMU sample: specific force (m/s^2) and body rates (rad/s) in base_link
@@ -357,7 +367,8 @@ class RoverEKF:
         H = np.zeros((1, N_STATE))
         H[0, W] = H[0, BIAS] = 1.0
         innov = np.array([rate - self.x[W] - self.x[BIAS]])
-        return self._update(innov, H, np.array([[self.config.gyro_sigma ** 2]]))
+        return self._update(innov, H, np.array([[self.config.gyro_sigma ** 2]]),
+                            consider=IMU_CONSIDER)
 
     def vo_reference(self, stamp: float) -> None:
         """Take the current pose as the visual odometry reference at ``stamp`` (the camera

@@ -238,8 +238,11 @@ def test_vo_increment_without_reference_is_refused_then_used():
     ekf = RoverEKF(stamp=0.0)
     assert not ekf.update_visual_odometry(0.0, 0.5, increment_matrix(0.2, 0, 0), np.eye(6))
     # the refusal took the reference at 0.5 s: the next increment is used
-    ekf.update_wheel_odometry(1.0, 0.2, 0.0)
+    ekf.update_wheel_odometry(0.6, 0.2, 0.0)
+    ekf.update_wheel_odometry(0.8, 0.2, 0.0)
+    ekf.predict(1.0)
     before = ekf.pose.x
+    assert before > 0.0  # the wheels' speed carried it forward
     assert ekf.update_visual_odometry(0.5, 1.0, increment_matrix(0.0, 0.0, 0.0),
                                       np.diag([1e-6] * 3 + [1e-6] * 3))
     assert ekf.pose.x < before  # the camera says it did not move: pulled back
@@ -368,3 +371,30 @@ def test_skid_steer_wheels_turning_twice_the_gyro_rate_do_not_bias_the_heading()
     assert _err(ekf.pose, Pose2D(0.0, 0.0, 2.0))[1] < 1.5
     assert abs(ekf.gyro_bias) < 0.001
     assert ekf.wheel_yaw_scale == pytest.approx(2.0, abs=0.2)
+
+
+def test_a_turn_in_place_after_a_drive_does_not_move_the_pose():
+    """A drive with gentle turns (wheels 1.2x the true yaw rate), a turn in place (wheels 4x:
+    skid steering), a drive again, no visual odometry. The rates change faster than the
+    filter's model; fed back through the cross-covariances, the rate updates moved the pose
+    3 m during a 3 s turn in place, shortened the next drive by two thirds and left the
+    heading 37 deg off. Rate sensors now correct rates (and the gyro the heading)."""
+    ekf = RoverEKF(EkfConfig(), Pose2D(), stamp=0.0)
+    t = 0.0
+
+    def run(seconds: float, wheel_speed: float, wheel_yaw: float, gyro_yaw: float) -> float:
+        nonlocal t
+        start = ekf.pose
+        for _ in range(round(seconds / 0.05)):
+            t += 0.05
+            ekf.update_imu(t, np.array([0.0, 0.0, G]), np.array([0.0, 0.0, gyro_yaw]))
+            ekf.update_wheel_odometry(t, wheel_speed, wheel_yaw)
+        return math.hypot(ekf.pose.x - start.x, ekf.pose.y - start.y)
+
+    # 15 m on an arc of radius 10 m: 13.6 m from end to end
+    assert run(30.0, 0.5, 0.06, 0.05) == pytest.approx(20.0 * math.sin(0.75), abs=0.2)
+    assert run(3.0, 0.0, 0.4, 0.1) < 0.1  # turning in place: the rover stays put
+    assert run(3.0, 0.5, 0.0, 0.0) == pytest.approx(1.5, abs=0.1)
+    assert run(10.0, 0.0, 0.4, 0.1) < 0.1
+    assert run(3.0, 0.5, 0.06, 0.05) == pytest.approx(1.5, abs=0.1)
+    assert abs(wrap_angle(ekf.pose.yaw - (33 * 0.05 + 13 * 0.1))) < math.radians(2.0)
