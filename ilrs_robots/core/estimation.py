@@ -80,9 +80,12 @@ class EkfConfig:
 
 @dataclass(frozen=True)
 class SlipStatus:
-    """Wheel slip: ``ratio`` = 1 - true speed / wheel speed (0 rolling, 1 stalled), the
-    worst of the linear (wheels vs visual odometry) and yaw (wheels vs gyro) ratios, and
-    ``slipping``, the flag with hysteresis."""
+    """Wheel slip: ``ratio`` = 1 - true speed / wheel speed (0 rolling, 1 stalled) from the
+    wheels against visual odometry (``linear_ratio``, the same), and ``slipping``, its flag
+    with hysteresis: the wheels turn, the rover does not travel. ``yaw_ratio`` compares the
+    wheels' turn rate (over the learnt yaw scale) with the gyro's and is reported only: a
+    skid-steer rover's turn rate departs from its wheels' with the turn's radius and the
+    ground, and a flag raised by it sent the navigator backing up on open ground."""
 
     ratio: float
     slipping: bool
@@ -247,9 +250,8 @@ class RoverEKF:
 
     @property
     def slip(self) -> SlipStatus:
-        """The current slip ratio and flag."""
-        ratio = max(self._linear_slip, self._yaw_slip)
-        return SlipStatus(ratio, self._slipping, self._linear_slip, self._yaw_slip)
+        """The current slip ratio and flag (see SlipStatus)."""
+        return SlipStatus(self._linear_slip, self._slipping, self._linear_slip, self._yaw_slip)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, stamp: float) -> None:
@@ -453,7 +455,7 @@ class RoverEKF:
         self._update_flag()
 
     def _update_flag(self) -> None:
-        ratio = max(self._linear_slip, self._yaw_slip)
+        ratio = self._linear_slip
         if ratio >= self.config.slip_on:
             self._slipping = True
         elif ratio <= self.config.slip_off:
