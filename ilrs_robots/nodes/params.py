@@ -22,6 +22,7 @@ an error, not a silently ignored line.
 from __future__ import annotations
 
 import difflib
+import faulthandler
 import math
 import signal
 import sys
@@ -276,8 +277,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     `threads` > 0 spins a MultiThreadedExecutor of that many threads, for nodes whose action
     goals block their own callback while services, cancel and estop must still be served.
     """
+    # a crash in C (rclpy, the DDS) prints every thread's Python stack to stderr, the node's log
+    faulthandler.enable(all_threads=True)
     interrupt_once()
-    rclpy.init(args=args)  # rclpy's handler chains to the one interrupt_once installed
+    # rclpy's handler chains to the one interrupt_once installed
+    context = rclpy.init(args=args).context
     node: Any = None
     built = False
     executor: Any = MultiThreadedExecutor(num_threads=threads) if threads > 0 else None
@@ -326,7 +330,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             if node is not None:
                 destroy_safely(node)
         finally:
-            rclpy.try_shutdown()
+            rclpy.try_shutdown()  # drops the default context, but the node still holds it
+            # the DDS participant is deleted here, under the alarm, rather than whenever the
+            # interpreter's exit collects the last reference, where the DDS's own threads and
+            # static objects race it (two nodes died of SIGSEGV after a clean configuration
+            # error, exit code 2 already decided)
+            context.destroy()
             ignore_interrupts()  # rclpy's shutdown may have put its handlers back
     return code
 
