@@ -11,19 +11,26 @@ again, under a new goal id, and when more than one copy was accepted it keeps th
 server runs. Only for goals that are safe to repeat (a navigation goal, which the next copy
 preempts): rmw_fastrtps also drops a response silently, reporting success, when the server
 has not yet registered the client at all, and the server then runs the unanswered goal (seen
-under load: a print ran, unanswered, and its copy ran again after it).
+under load: a print ran, unanswered, and its copy ran again after it). A goal sent once is
+therefore sent under a goal id of our own, and the client also listens to the action's status
+topic (transient local: the server's latest status array arrives on matching): when the
+server lists that id while no answer came for `RESPONSE_GRACE`, the goal was accepted, and
+`send_goal` returns a handle built from the status (cancel and the result work on it).
 """
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from action_msgs.msg import GoalStatus
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from rclpy.action import ActionClient
 from rclpy.action.client import ClientGoalHandle
+from rclpy.qos import qos_profile_action_status_default
+from unique_identifier_msgs.msg import UUID
 
 _ENDED = (GoalStatus.STATUS_SUCCEEDED, GoalStatus.STATUS_CANCELED, GoalStatus.STATUS_ABORTED)
 
@@ -34,6 +41,10 @@ RESULT_TIMEOUT = 900
 
 # s without an answer before a navigation goal is sent again (a copy preempts the original)
 NAVIGATION_RESEND = 15.0
+
+# s without an answer after which a goal the server's status lists is taken as accepted: the
+# server's response writer waits up to 5 s for the client's reader (config/fastdds.xml)
+RESPONSE_GRACE = 6.0
 
 
 def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
@@ -47,9 +58,12 @@ def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
     every `resend_after` seconds until one is answered (`NAVIGATION_RESEND`, for goals safe to
     repeat); None sends the goal once. config/fastdds.xml lets a server wait 5 s for the
     client's response reader; a copy sent while the first answer is only slow makes two
-    accepted goals.
+    accepted goals. A goal sent once whose answer is lost is recovered from the action's
+    status topic.
     `poll` is called while waiting (it may raise to give up).
     """
+    if resend_after is None:
+        return _send_once(client, goal, timeout, feedback_callback, poll, period)
     deadline = time.monotonic() + timeout
     sent: list[Any] = []
     next_send = time.monotonic()
@@ -71,6 +85,61 @@ def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
     if len(accepted) > 1:
         return _keep_the_running_one(accepted, resend_after or 0.0, poll, period)
     return accepted[0] if accepted else (handles[-1] if handles else None)
+
+
+class GoalStatusWatch:
+    """The statuses an action server publishes, by goal id, heard by the client's node."""
+
+    def __init__(self, client: ActionClient) -> None:
+        # rclpy keeps the client's node and action name private (the same since Foxy)
+        self._node = client._node
+        self._statuses: dict[bytes, int] = {}
+        self._sub = self._node.create_subscription(
+            GoalStatusArray, f"{client._action_name}/_action/status", self._on_status,
+            qos_profile_action_status_default)
+
+    def _on_status(self, msg: GoalStatusArray) -> None:
+        for status in msg.status_list:
+            self._statuses[bytes(status.goal_info.goal_id.uuid)] = status.status
+
+    def status(self, goal_id: UUID) -> int | None:
+        """The goal's latest status, None while the server has not listed it."""
+        return self._statuses.get(bytes(goal_id.uuid))
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._node.destroy_subscription(self._sub)
+
+
+def _send_once(client: ActionClient, goal: Any, timeout: float,
+               feedback_callback: Callable[[Any], None] | None,
+               poll: Callable[[], None] | None, period: float) -> ClientGoalHandle | None:
+    """Send `goal` once under an id of our own; the answer, or a handle built from the
+    server's status when the answer is lost, or None after `timeout`."""
+    watch = GoalStatusWatch(client)
+    try:
+        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+        future = client.send_goal_async(goal, feedback_callback=feedback_callback,
+                                        goal_uuid=goal_id)
+        sent = time.monotonic()
+        while not future.done():
+            now = time.monotonic()
+            listed = watch.status(goal_id) is not None
+            if listed and (now - sent >= RESPONSE_GRACE or now >= sent + timeout):
+                client._node.get_logger().warning(
+                    f"no answer to goal {bytes(goal_id.uuid).hex()} for {now - sent:.0f} s, "
+                    f"but the server lists it (status {watch.status(goal_id)}): taken as "
+                    f"accepted")
+                response = client._action_type.Impl.SendGoalService.Response(accepted=True)
+                return ClientGoalHandle(client, goal_id, response)
+            if now >= sent + timeout:
+                return None
+            if poll is not None:
+                poll()
+            time.sleep(period)
+        return future.result()
+    finally:
+        watch.close()
 
 
 def _keep_the_running_one(handles: list[ClientGoalHandle], wait: float,

@@ -8,10 +8,12 @@ import time
 
 import pytest
 import rclpy
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from rclpy.action import ActionClient, ActionServer, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import qos_profile_action_status_default
 
 from ilrs_interfaces.action import PrintStructure
 from ilrs_robots.nodes.goal_requests import send_goal
@@ -92,6 +94,55 @@ class FlakyServer:
         rclpy.try_shutdown(context=self.context)
 
 
+class SilentServer:
+    """The endpoints of a PrintStructure server (its own participant) that accepts a goal and
+    lists it on its status topic, but whose answer to the goal request does not come before
+    the server is closed: what the client sees when rmw_fastrtps drops the answer."""
+
+    def __init__(self) -> None:
+        self.goals: list[bytes] = []
+        self.cancels: list[bytes] = []
+        self._release = threading.Event()
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("silent_server", context=self.context)
+        impl, base = PrintStructure.Impl, "print_structure/_action/"
+        group = ReentrantCallbackGroup()
+        self.status = self.node.create_publisher(GoalStatusArray, base + "status",
+                                                 qos_profile_action_status_default)
+        self.node.create_publisher(impl.FeedbackMessage, base + "feedback", 10)
+        self.node.create_service(impl.SendGoalService, base + "send_goal", self._on_goal,
+                                 callback_group=group)
+        self.node.create_service(impl.CancelGoalService, base + "cancel_goal",
+                                 self._on_cancel, callback_group=group)
+        self.node.create_service(impl.GetResultService, base + "get_result",
+                                 lambda _, response: response, callback_group=group)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_goal(self, request, response):
+        self.goals.append(bytes(request.goal_id.uuid))
+        status = GoalStatus(status=GoalStatus.STATUS_EXECUTING)
+        status.goal_info.goal_id = request.goal_id
+        self.status.publish(GoalStatusArray(status_list=[status]))
+        self._release.wait(60.0)
+        response.accepted = True
+        return response
+
+    def _on_cancel(self, request, response):
+        self.cancels.append(bytes(request.goal_info.goal_id.uuid))
+        return response
+
+    def close(self) -> None:
+        self._release.set()
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(5.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
 @pytest.fixture
 def ros():
     client = RosClient("goal_requests_test")
@@ -134,3 +185,26 @@ def test_no_answer_at_all_gives_none(ros):
     assert send_goal(client, PrintStructure.Goal(design="pad"), timeout=1.5,
                      resend_after=0.5) is None
     assert time.monotonic() - started >= 1.5
+
+
+def test_a_goal_sent_once_whose_answer_is_lost_is_taken_from_the_status(ros):
+    """A goal sent once (a print: never repeated) that the server lists as executing while
+    its answer does not come: send_goal returns a handle for that very goal, and cancelling
+    through it reaches the server."""
+    server = SilentServer()
+    try:
+        client = ActionClient(ros.node, PrintStructure, "print_structure")
+        assert client.wait_for_server(timeout_sec=30)
+        handle = send_goal(client, PrintStructure.Goal(design="pad"), timeout=30.0)
+        assert handle is not None and handle.accepted
+        assert server.goals == [bytes(handle.goal_id.uuid)]
+        cancel = handle.cancel_goal_async()
+        assert wait_until(cancel.done, 30)
+        assert server.cancels == server.goals
+    finally:
+        server.close()
+
+
+def test_a_goal_sent_once_with_no_answer_and_no_status_gives_none(ros):
+    client = ActionClient(ros.node, PrintStructure, "no_such_action")
+    assert send_goal(client, PrintStructure.Goal(design="pad"), timeout=1.5) is None
