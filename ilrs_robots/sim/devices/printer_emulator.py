@@ -121,6 +121,11 @@ class PrinterEmulator(PtyDevice):
         self._clock = clock
         self._rng = random.Random(seed)
         self._cv = threading.Condition()
+        # the firmware's serial output, in the order it was produced (appended under _cv):
+        # an ok produced just before an M112 goes out before the halt message, as from the
+        # firmware's transmit buffer; _tx keeps two writers from reordering their parts
+        self._outbox: list[str] = []
+        self._tx = threading.Lock()
         self._heights = self.grid.zeros()
         self.executed: list[tuple[int | None, str]] = []
         self.lines_received = 0
@@ -215,8 +220,9 @@ class PrinterEmulator(PtyDevice):
         with self._cv:
             self._abort += 1
             self._power_on()
+            self._outbox.append(f"start\n{FIRMWARE}\n")
             self._cv.notify_all()
-        self.write(f"start\n{FIRMWARE}\n".encode())
+        self._flush()
 
     # -- faults ----------------------------------------------------------------------------------
     def corrupt_lines(self, rate: float = 0.0, next_n: int = 0) -> None:
@@ -267,10 +273,20 @@ class PrinterEmulator(PtyDevice):
             self._partial = b""
             self._laser_on = False
             self._abort += 1
+            if reason != "M112":
+                self._outbox.append(f"Error:{reason}\n")
+            self._outbox.append(f"Error:{MSG_HALTED}\n")
             self._cv.notify_all()
-        lines = [f"Error:{reason}"] if reason != "M112" else []
-        lines.append(f"Error:{MSG_HALTED}")
-        self.write(("\n".join(lines) + "\n").encode())
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write the firmware's output produced so far, in order."""
+        with self._tx:
+            with self._cv:
+                data = "".join(self._outbox)
+                self._outbox.clear()
+            if data:
+                self.write(data.encode())
 
     # -- serial input (reader thread) ------------------------------------------------------------
     def on_bytes(self, data: bytes, now: float) -> None:
@@ -339,11 +355,15 @@ class PrinterEmulator(PtyDevice):
                     elif now - last_busy >= self.busy_interval:
                         last_busy = now
                         out.append(f"echo:{MSG_BUSY_PROCESSING}\n")
-                    self._cv.wait(0.05)
-                elif not out and not (self._rx and len(self._queue) < self.buffer_size):
+                self._outbox.extend(out)  # before any wait: a kill meanwhile comes after it
+                idle = not out and not (self._rx and len(self._queue) < self.buffer_size)
+                if idle or (waiting and not out):
                     self._cv.wait(0.05)
             if out:
-                self.write("".join(out).encode())
+                self._flush()
+                if waiting:
+                    with self._cv:
+                        self._cv.wait(0.05)
 
     def _ok(self, out: list[str], number: int | None, extra: str = "") -> None:
         if self._lose_next > 0 or (self._lose_rate and self._rng.random() < self._lose_rate):
