@@ -122,6 +122,39 @@ class FaultLog:
             return self._last.pop(kind, None) is not None
 
 
+class _PacketPort:
+    """A serial port whose writes are held until the request is complete (its reply is read,
+    or `send` is called), so each request leaves in one write. The library writes a packet
+    field by field, and a RoboClaw drops a packet whose bytes arrive more than 10 ms apart,
+    which a loaded host can make them (the final stop of a base driver was lost that way)."""
+
+    def __init__(self, port: serial.Serial) -> None:
+        self._port = port
+        self._pending = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._pending += data
+        return len(data)
+
+    def send(self) -> None:
+        """Write what is held, in one write."""
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._port.write(data)
+
+    def read(self, size: int = 1) -> bytes:
+        self.send()
+        return self._port.read(size)
+
+    def close(self) -> None:
+        self._pending.clear()
+        self._port.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+
 class _CountingClient(Basicmicro):
     """basicmicro's client, counting CRC mismatches and checking that writes get 0xFF."""
 
@@ -151,7 +184,7 @@ class _CountingClient(Basicmicro):
         except (OSError, termios.error, serial.SerialException) as exc:
             port.close()
             raise LinkLost(f"serial port {self.comport} failed: {exc}") from exc
-        self._port = port
+        self._port = _PacketPort(port)
         self._connected = True
 
     def set_serial_timeout(self, address: int, tenths: int) -> bool:
@@ -180,6 +213,7 @@ class _CountingClient(Basicmicro):
 
     def _writechecksum(self) -> bool:
         self._writeword(self._crc & 0xFFFF)
+        self._port.send()  # the packet, whole (errors reach the library's retry loop)
         ok, value = self._readbyte()
         if ok and value != ACK:
             self.crc_errors += 1

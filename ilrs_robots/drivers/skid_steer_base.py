@@ -49,6 +49,7 @@ from ilrs_robots.drivers.serial_port import LinkLost, PortBusy
 
 # Errors of the serial link itself: only these close the port.
 LINK_ERRORS = (LinkLost, OSError, termios.error, serial.SerialException)
+FINAL_STOP_ATTEMPTS = 3  # sends of the stop to a controller that does not acknowledge it
 
 
 @dataclass
@@ -227,11 +228,35 @@ class SkidSteerBase:
             self._thread.join(timeout=2.0)
         with self._lock:
             self._stop_locked()
-        try:
-            self._send(self._zero(), self._accel(self.limits.stop_accel))
-        except LINK_ERRORS:
-            pass
+        unconfirmed = self._final_stop()
+        if unconfirmed:
+            tenths = self.bus.serial_timeout_tenths
+            after = f"their serial timeout ({tenths / 10:.1f} s)" if tenths else "nothing"
+            self.faults.report("error", "final stop",
+                               f"RoboClaws {unconfirmed} on {self.bus.port} did not confirm "
+                               f"the final stop; {after} stops them")
         self.bus.close()
+
+    def _final_stop(self) -> list[int]:
+        """Zero speed to every controller, each sent again until it acknowledges (up to
+        FINAL_STOP_ATTEMPTS); the addresses that never did. A controller not identified on
+        this connection was never told to move by it and is skipped."""
+        accel = self._accel(self.limits.stop_accel)
+        unconfirmed: list[int] = []
+        for i, address in enumerate(self.addresses):
+            for _ in range(FINAL_STOP_ATTEMPTS):
+                try:
+                    if self.bus.drive(address, accel, 0, 0):
+                        break
+                except NotIdentified:
+                    break
+                except NoReply:
+                    time.sleep(0.02)  # a late ack is flushed before the next attempt
+                except LINK_ERRORS:
+                    return unconfirmed + list(self.addresses[i:]) if self._port_was_open else []
+            else:
+                unconfirmed.append(address)
+        return unconfirmed
 
     def state(self) -> BaseState | None:
         """The latest snapshot (None before the first cycle)."""

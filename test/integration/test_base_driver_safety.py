@@ -64,6 +64,28 @@ def test_sigkill_of_the_driver_lets_the_controllers_stop_themselves(ros, launche
         rover.close()
 
 
+def test_a_final_stop_lost_on_the_line_is_sent_again_until_acknowledged(ros, launcher,
+                                                                        tmp_path):
+    """SIGINT while a teleop still streams: the driver's final stop to one controller is lost
+    twice on the line (more than the library's own retries). The driver sends it again, so
+    every wheel is stopped by the driver, none by the firmware's serial timeout."""
+    rover = Rover(ros, launcher, tmp_path, serial_timeout=2.0)
+    try:
+        streamer = Streamer(rover.cmd, twist(0.3, 0.0))
+        try:
+            assert wait_until(lambda: moving(rover), 10), rover.node.output()
+            rover.emu.lose_stops(ADDRESSES[-1], 2)
+            rover.node.proc.send_signal(signal.SIGINT)
+            assert wait_until(lambda: not rover.node.alive, 30), rover.node.output()
+        finally:
+            streamer.stop()
+        assert rover.node.returncode == 0, rover.node.output()
+        assert rover.all_stopped(), rover.targets([(a, m) for a in ADDRESSES for m in (1, 2)])
+        assert [rover.emu.timeout_stops(a) for a in ADDRESSES] == [0, 0, 0]
+    finally:
+        rover.close()
+
+
 def test_no_move_command_follows_the_stop_of_a_latched_estop(ros, launcher, tmp_path):
     rover = Rover(ros, launcher, tmp_path, cmd_timeout=3.0)
     log: list[tuple[float, int, tuple[int, ...]]] = []

@@ -372,6 +372,7 @@ class RoboClawBus(PtyDevice):
         self._corrupt = 0
         self._delay = 0.0
         self._silenced: set[int] = set()
+        self._stops_to_lose: dict[int, int] = {}
         # Called as on_request(request, now) for every request a controller acted on
         # (benchmarks time command arrival with it).
         self.on_request: Callable[[Request, float], None] | None = None
@@ -438,6 +439,13 @@ class RoboClawBus(PtyDevice):
             m._advance(self._clock())
             m.stalled = on
 
+    def lose_stops(self, address: int, count: int) -> None:
+        """The next `count` zero-speed mixed commands (cmd 40) to `address` are lost on the
+        line: neither acted on nor answered, as a packet the firmware dropped."""
+        with self.lock:
+            self.controller(address)  # KeyError for an address not on this bus
+            self._stops_to_lose[address] = count
+
     def silence(self, address: int, on: bool = True) -> None:
         """Cut one controller off the bus: it neither hears nor answers (a broken cable)."""
         with self.lock:
@@ -465,6 +473,11 @@ class RoboClawBus(PtyDevice):
         with self.lock:
             controller = self.controllers.get(request.address)
             if controller is None or request.address in self._silenced:
+                self.requests_ignored += 1
+                return None
+            if (self._stops_to_lose.get(request.address) and request.crc_ok
+                    and request.cmd == Cmd.SPEED_ACCEL_MIXED and request.args[1:] == (0, 0)):
+                self._stops_to_lose[request.address] -= 1
                 self.requests_ignored += 1
                 return None
             if request.rejected:
