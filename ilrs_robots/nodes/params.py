@@ -280,13 +280,24 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
     # a crash in C (rclpy, the DDS) prints every thread's Python stack to stderr, the node's log
     faulthandler.enable(all_threads=True)
     interrupt_once()
-    # rclpy's handler chains to the one interrupt_once installed
-    context = rclpy.init(args=args).context
+    try:
+        # rclpy's handler chains to the one interrupt_once installed
+        context = rclpy.init(args=args).context
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _INTERRUPTED.is_set()):
+            raise
+        # Ctrl-C while rclpy was starting (its participant up, nothing built): a clean stop,
+        # not a KeyboardInterrupt out of main (which Python ends by SIGINT, exit -2)
+        ignore_interrupts()
+        rclpy.try_shutdown()
+        return 0
     node: Any = None
     built = False
-    executor: Any = MultiThreadedExecutor(num_threads=threads) if threads > 0 else None
+    executor: Any = None
     code = 0
     try:
+        if threads > 0:
+            executor = MultiThreadedExecutor(num_threads=threads)
         if isinstance(factory, type):
             # bound before __init__ runs: a node whose construction fails (a bad parameter)
             # is destroyed below, before the context's shutdown; left to the garbage
@@ -331,12 +342,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
                 destroy_safely(node)
         finally:
             rclpy.try_shutdown()  # drops the default context, but the node still holds it
+            ignore_interrupts()  # rclpy's shutdown may have put its handlers back
             # the DDS participant is deleted here, under the alarm, rather than whenever the
             # interpreter's exit collects the last reference, where the DDS's own threads and
             # static objects race it (two nodes died of SIGSEGV after a clean configuration
             # error, exit code 2 already decided)
             context.destroy()
-            ignore_interrupts()  # rclpy's shutdown may have put its handlers back
     return code
 
 

@@ -209,6 +209,42 @@ def test_an_interrupt_that_rclpy_turned_into_an_error_is_still_a_clean_stop() ->
     assert "Traceback" not in err, err
 
 
+INTERRUPTED_IN_INIT = """
+import os, signal, sys, time
+import rclpy
+from rclpy.node import Node
+from ilrs_robots.nodes.params import run_node
+
+real_init = rclpy.init
+
+def init(**kwargs):  # a Ctrl-C that lands while rclpy is starting (its participant is up)
+    manager = real_init(**kwargs)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1.0)  # the handler raises here, inside rclpy.init as seen by run_node
+    return manager
+
+rclpy.init = init
+
+class NeverBuilt(Node):
+    def __init__(self):
+        print("built", flush=True)
+        super().__init__("never_built")
+
+sys.exit(run_node(NeverBuilt, sys.argv))
+"""
+
+
+def test_an_interrupt_while_rclpy_starts_is_a_clean_stop() -> None:
+    """SIGINT while rclpy.init runs (a runner stopping a node that is still starting): exit 0,
+    no traceback, nothing built. It escaped main as a KeyboardInterrupt before, which Python
+    ends by SIGINT (exit -2): seen once in CI."""
+    proc = subprocess.run([sys.executable, "-c", INTERRUPTED_IN_INIT], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr}"
+    assert "built" not in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
 HALF_BUILT_NODE = """
 import sys
 import rclpy
