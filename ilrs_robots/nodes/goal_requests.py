@@ -21,8 +21,10 @@ server lists that id while no answer came for `RESPONSE_GRACE`, the goal was acc
 from __future__ import annotations
 
 import math
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -88,27 +90,39 @@ def send_goal(client: ActionClient, goal: Any, *, timeout: float = 30.0,
 
 
 class GoalStatusWatch:
-    """The statuses an action server publishes, by goal id, heard by the client's node."""
+    """The statuses an action server publishes, by goal id, heard by the client's node.
+
+    One per client (`for_client`), living as long as the client's node: destroying a
+    subscription from this thread while the node's executor takes a message for it raises
+    in that executor (seen: a test client's spin thread ended so, and no result came)."""
+
+    _watches: weakref.WeakKeyDictionary[ActionClient, GoalStatusWatch] = (
+        weakref.WeakKeyDictionary())
+    _lock = threading.Lock()
 
     def __init__(self, client: ActionClient) -> None:
         # rclpy keeps the client's node and action name private (the same since Foxy)
-        self._node = client._node
         self._statuses: dict[bytes, int] = {}
-        self._sub = self._node.create_subscription(
+        self._sub = client._node.create_subscription(
             GoalStatusArray, f"{client._action_name}/_action/status", self._on_status,
             qos_profile_action_status_default)
 
+    @classmethod
+    def for_client(cls, client: ActionClient) -> GoalStatusWatch:
+        """The watch of `client`'s action, made on first use."""
+        with cls._lock:
+            watch = cls._watches.get(client)
+            if watch is None:
+                watch = cls._watches[client] = cls(client)
+            return watch
+
     def _on_status(self, msg: GoalStatusArray) -> None:
-        for status in msg.status_list:
-            self._statuses[bytes(status.goal_info.goal_id.uuid)] = status.status
+        # the array lists every goal the server still knows: it replaces the last one
+        self._statuses = {bytes(s.goal_info.goal_id.uuid): s.status for s in msg.status_list}
 
     def status(self, goal_id: UUID) -> int | None:
-        """The goal's latest status, None while the server has not listed it."""
+        """The goal's latest status, None while the server does not list it."""
         return self._statuses.get(bytes(goal_id.uuid))
-
-    def close(self) -> None:
-        """Stop listening."""
-        self._node.destroy_subscription(self._sub)
 
 
 def _send_once(client: ActionClient, goal: Any, timeout: float,
@@ -116,30 +130,26 @@ def _send_once(client: ActionClient, goal: Any, timeout: float,
                poll: Callable[[], None] | None, period: float) -> ClientGoalHandle | None:
     """Send `goal` once under an id of our own; the answer, or a handle built from the
     server's status when the answer is lost, or None after `timeout`."""
-    watch = GoalStatusWatch(client)
-    try:
-        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
-        future = client.send_goal_async(goal, feedback_callback=feedback_callback,
-                                        goal_uuid=goal_id)
-        sent = time.monotonic()
-        while not future.done():
-            now = time.monotonic()
-            listed = watch.status(goal_id) is not None
-            if listed and (now - sent >= RESPONSE_GRACE or now >= sent + timeout):
-                client._node.get_logger().warning(
-                    f"no answer to goal {bytes(goal_id.uuid).hex()} for {now - sent:.0f} s, "
-                    f"but the server lists it (status {watch.status(goal_id)}): taken as "
-                    f"accepted")
-                response = client._action_type.Impl.SendGoalService.Response(accepted=True)
-                return ClientGoalHandle(client, goal_id, response)
-            if now >= sent + timeout:
-                return None
-            if poll is not None:
-                poll()
-            time.sleep(period)
-        return future.result()
-    finally:
-        watch.close()
+    watch = GoalStatusWatch.for_client(client)
+    goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+    future = client.send_goal_async(goal, feedback_callback=feedback_callback,
+                                    goal_uuid=goal_id)
+    sent = time.monotonic()
+    while not future.done():
+        now = time.monotonic()
+        status = watch.status(goal_id)
+        if status is not None and (now - sent >= RESPONSE_GRACE or now >= sent + timeout):
+            client._node.get_logger().warning(
+                f"no answer to goal {bytes(goal_id.uuid).hex()} for {now - sent:.0f} s, but "
+                f"the server lists it (status {status}): taken as accepted")
+            response = client._action_type.Impl.SendGoalService.Response(accepted=True)
+            return ClientGoalHandle(client, goal_id, response)
+        if now >= sent + timeout:
+            return None
+        if poll is not None:
+            poll()
+        time.sleep(period)
+    return future.result()
 
 
 def _keep_the_running_one(handles: list[ClientGoalHandle], wait: float,

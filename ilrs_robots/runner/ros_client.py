@@ -6,6 +6,7 @@ for messages and call services while doing its own work.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -110,14 +111,22 @@ class RosClient:
         self.node = rclpy.create_node(name, namespace=namespace, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown races end the spin
-            pass
+        """Spin until closed. A callback's exception is printed and the spin goes on: rclpy's
+        spin re-raises it, and a client whose thread had ended on one (an entity destroyed
+        while its message was taken) silently heard nothing more."""
+        while not self._closing.is_set() and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except Exception as exc:  # noqa: BLE001 - see above; shutdown races end the spin
+                if self._closing.is_set() or not self.context.ok():
+                    return
+                print(f"[{self.node.get_name()}] a callback failed: {exc!r}", file=sys.stderr,
+                      flush=True)
 
     def subscribe(self, msg_type: type[M], topic: str,
                   qos: QoSProfile | int = 50) -> Inbox[M]:
@@ -154,6 +163,7 @@ class RosClient:
         a loaded test run); the teardown runs in a daemon thread and is abandoned, with a
         warning, after `timeout` s, so a caller never hangs on it.
         """
+        self._closing.set()
         self.executor.shutdown(timeout_sec=timeout / 2)
         self._thread.join(timeout=timeout / 2)
 
