@@ -117,8 +117,10 @@ class GoalStatusWatch:
             return watch
 
     def _on_status(self, msg: GoalStatusArray) -> None:
-        # the array lists every goal the server still knows: it replaces the last one
-        self._statuses = {bytes(s.goal_info.goal_id.uuid): s.status for s in msg.status_list}
+        # merged, not replaced: another (or an older) server on the topic publishes arrays
+        # without our goal, and the latest array heard need not be this server's
+        for status in msg.status_list:
+            self._statuses[bytes(status.goal_info.goal_id.uuid)] = status.status
 
     def status(self, goal_id: UUID) -> int | None:
         """The goal's latest status, None while the server does not list it."""

@@ -196,7 +196,11 @@ def test_a_goal_sent_once_whose_answer_is_lost_is_taken_from_the_status(ros):
         client = ActionClient(ros.node, PrintStructure, "print_structure")
         assert client.wait_for_server(timeout_sec=30)
         handle = send_goal(client, PrintStructure.Goal(design="pad"), timeout=30.0)
-        assert handle is not None and handle.accepted
+        if handle is None and not server.goals:
+            # the request itself never reached the server (lost to discovery, not this
+            # test's case): send it again
+            handle = send_goal(client, PrintStructure.Goal(design="pad"), timeout=30.0)
+        assert handle is not None and handle.accepted, f"server got {len(server.goals)} goals"
         assert server.goals == [bytes(handle.goal_id.uuid)]
         cancel = handle.cancel_goal_async()
         assert wait_until(cancel.done, 30)
