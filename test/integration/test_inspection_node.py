@@ -39,6 +39,9 @@ from ilrs_robots.runner.stacks import load_stack
 NS = "/rover1"
 R = InspectSite.Result
 ROUND_TIMEOUT = 420.0  # s of wall time: a few metres of driving on a loaded machine
+# pytest-timeout's limit (setup.cfg: 300 s) is above every wait here, so a slow round fails on
+# its own assertion with the stack's logs rather than being killed without them
+pytestmark = pytest.mark.timeout(ROUND_TIMEOUT + 240)
 SCALE = {"min_angle_deg": -135.0, "max_angle_deg": 135.0, "min_value": 0.0, "max_value": 10.0}
 
 WORLD = {
