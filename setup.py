@@ -31,6 +31,8 @@ NODES = {
     "radiation_sensor": "ilrs_robots.nodes.radiation_sensor:main",
     "inspection": "ilrs_robots.nodes.inspection:main",
     "gazebo_base": "ilrs_robots.nodes.gazebo_base:main",
+    "motion_commands": "ilrs_robots.nodes.motion_commands:main",
+    "ground_console": "ilrs_robots.nodes.console:main",
 }
 TOOLS = {
     "ilrs": "ilrs_robots.runner.cli:main",
@@ -44,6 +46,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={f"{PACKAGE}.console": ["static/*"]},  # the console's page, served by the node
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
