@@ -1,0 +1,253 @@
+"""ground_console: the ground console's node on Earth. Serves the web page, the HTTP API and
+the telemetry socket (ilrs_robots/console/server.py), and bridges them to each robot's topics
+through the emulated Earth–Moon link (ilrs_robots/console/link.py).
+
+Per robot in `robots` ("name" or "name:kind", kind rover (default) or builder), under /<name>/:
+  in:  `pose_topic` (nav_msgs/Odometry, default odometry/filtered), plan (nav_msgs/Path),
+       costmap (nav_msgs/OccupancyGrid), `camera_topic` (sensor_msgs/CompressedImage),
+       base_status (ilrs_interfaces/BaseStatus), radiation/reading (RadiationReading),
+       motion_commands/status (MotionCommandStatus); and /diagnostics
+  out: motion_commands/request (ilrs_interfaces/MotionCommand), estop (std_msgs/Bool, latched)
+
+Everything crosses the link: commands and estops arrive `link_delay` (+ jitter) later on the
+robot's side, reliably (resent when lost, held during a blackout); telemetry arrives as late,
+or is lost. An estop or release is `done` when the robot's base_status confirms it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid, Odometry, Path
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage
+from std_msgs.msg import Bool
+
+from ilrs_interfaces.msg import BaseStatus, MotionCommand, MotionCommandStatus, RadiationReading
+from ilrs_robots.console import telemetry
+from ilrs_robots.console.auth import TokenIssuer
+from ilrs_robots.console.commands import Command, CommandBook, Limits
+from ilrs_robots.console.link import DelayLine, LinkModel, LinkProfile
+from ilrs_robots.console.server import ConsoleServer
+from ilrs_robots.console.users import UsersFileError, UserStore
+from ilrs_robots.nodes.messages import stamp_of
+from ilrs_robots.nodes.params import ParameterError, declare, run_node
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STATUSES = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+KINDS = ("rover", "builder")
+
+
+def parse_robots(entries: list[str]) -> list[dict]:
+    """[{"name", "kind"}] from "name" / "name:kind" entries; ValueError naming a bad one."""
+    robots = []
+    for entry in entries:
+        name, _, kind = entry.partition(":")
+        kind = kind or "rover"
+        if not name.replace("_", "").isalnum() or kind not in KINDS:
+            raise ValueError(f"{entry!r}: expected NAME or NAME:KIND, KIND one of {list(KINDS)}")
+        robots.append({"name": name, "kind": kind})
+    if len({r["name"] for r in robots}) != len(robots):
+        raise ValueError("a robot is named twice")
+    return robots
+
+
+class GroundConsole(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__("ground_console")
+        d = self
+        host = declare(d, "host", "127.0.0.1", "Address to listen on (loopback unless an "
+                       "operator network is meant to reach it)", bool, "non-empty",
+                       read_only=True)
+        port = declare(d, "port", 8080, "TCP port of the page, the API and /ws (0: any free)",
+                       range=(0, 65535), read_only=True)
+        users_file = declare(d, "users_file", "~/.ilrs/console/users.yaml", "Users, roles and "
+                             "password hashes (ilrs console add-user)", bool, "a path",
+                             read_only=True)
+        audit = declare(d, "audit_log", "~/.ilrs/console/audit.jsonl", "Every login and "
+                        "command, as JSON lines; empty: none", read_only=True)
+        entries = declare(d, "robots", ["rover1"], "Robots: NAME or NAME:KIND (rover, builder)",
+                          bool, "at least one", read_only=True)
+        ttl = declare(d, "token_ttl", 3600.0, "Seconds a login token lives",
+                      range=(10.0, 86400.0), read_only=True)
+        profile = dict(
+            delay=declare(d, "link_delay", 0.0, "Emulated one-way delay to the robots (s); "
+                          "0: none (a real link has its own)", range=(0.0, 30.0),
+                          read_only=True),
+            jitter=declare(d, "link_jitter", 0.0, "Emulated jitter, added uniformly (s)",
+                           range=(0.0, 5.0), read_only=True),
+            loss=declare(d, "link_loss", 0.0, "Emulated loss probability of a transmission",
+                         range=(0.0, 0.9), read_only=True),
+            blackout_period=declare(d, "blackout_period", 0.0, "Seconds between relay "
+                                    "blackouts; 0: none", range=(0.0, 86400.0), read_only=True),
+            blackout_duration=declare(d, "blackout_duration", 0.0, "Seconds each blackout "
+                                      "lasts", range=(0.0, 86400.0), read_only=True))
+        self.pose_topic = declare(d, "pose_topic", "odometry/filtered", "Each robot's pose",
+                                  bool, "non-empty", read_only=True)
+        camera_topic = declare(d, "camera_topic", "camera/image_raw/compressed", "Each robot's "
+                               "camera (JPEG)", bool, "non-empty", read_only=True)
+        camera_rate = declare(d, "camera_rate", 10.0, "Camera frames per second at most",
+                              range=(0.2, 30.0), read_only=True)
+        self.costmap_period = declare(d, "costmap_period", 2.0, "Seconds between costmap "
+                                      "images at most", range=(0.1, 60.0), read_only=True)
+        try:
+            self.robot_list = parse_robots(entries)
+            users = UserStore.load(users_file)
+            self.link = LinkModel(LinkProfile(**profile), time.time())
+        except UsersFileError as exc:
+            raise ParameterError("users_file", str(exc)) from exc
+        except ValueError as exc:
+            raise ParameterError("robots" if "robot" in str(exc) else "link_*", str(exc)) \
+                from exc
+        self.delays = DelayLine("console-link")
+        self._last_costmap: dict[str, float] = {}
+        self._last_frame: dict[str, float] = {}
+        self.frame_period = 1.0 / camera_rate
+        self.book = CommandBook(audit or None, on_change=self._on_command_change)
+        self.server = ConsoleServer(self, users, TokenIssuer(ttl), self.book, host=host,
+                                    port=port, limits=Limits(), camera_rate=camera_rate,
+                                    log=self.get_logger().warning)
+        self.command_pubs: dict[str, Any] = {}
+        self.estop_pubs: dict[str, Any] = {}
+        for robot in self.robot_list:
+            self._connect(robot["name"], robot["kind"], camera_topic)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._downlink(
+            lambda m: self.server.publish(telemetry.diagnostics_message(m), ("diagnostics",))),
+            20)
+        self.create_timer(1.0, lambda: self.server.publish(self.link_state()))
+        try:
+            self.server.start()
+        except OSError as exc:
+            self.delays.stop()
+            raise ParameterError("port", str(exc)) from exc
+        self.get_logger().info(
+            f"ground console on http://{host}:{self.server.port}/ for "
+            f"{[r['name'] for r in self.robot_list]}; link {profile['delay']:g} s one way")
+
+    # -- wiring --------------------------------------------------------------------------------
+    def _connect(self, name: str, kind: str, camera_topic: str) -> None:
+        ns = f"/{name}"
+        self.estop_pubs[name] = self.create_publisher(Bool, f"{ns}/estop", LATCHED)
+        self.create_subscription(BaseStatus, f"{ns}/base_status",
+                                 self._downlink(lambda m: self._on_base(name, m)), 5)
+        if kind != "rover":
+            return
+        self.command_pubs[name] = self.create_publisher(
+            MotionCommand, f"{ns}/motion_commands/request", 10)
+        sub = self.create_subscription
+        sub(MotionCommandStatus, f"{ns}/motion_commands/status",
+            self._downlink(self._on_status, reliable=True), STATUSES)
+        sub(Odometry, f"{ns}/{self.pose_topic}", self._downlink(
+            lambda m: self.server.publish(telemetry.pose_message(name, m, time.time()))), 5)
+        sub(Path, f"{ns}/plan", self._downlink(
+            lambda m: self.server.publish(telemetry.plan_message(name, m, step=2))), LATCHED)
+        sub(OccupancyGrid, f"{ns}/costmap", lambda m: self._on_costmap(name, m), LATCHED)
+        sub(RadiationReading, f"{ns}/radiation/reading", self._downlink(
+            lambda m: self.server.publish(telemetry.radiation_message(name, m))), 5)
+        sub(CompressedImage, f"{ns}/{camera_topic}", lambda m: self._on_frame(name, m),
+            qos_profile_sensor_data)
+
+    def _downlink(self, deliver: Callable[[Any], None], reliable: bool = False
+                  ) -> Callable[[Any], None]:
+        """A subscription callback that hands the message on once it has crossed the link."""
+        def callback(msg: Any) -> None:
+            now = time.time()
+            at = self.link.command_arrival(now) if reliable else self.link.telemetry_arrival(now)
+            if at is not None:
+                self.delays.at(at, lambda: deliver(msg))
+        return callback
+
+    def _on_costmap(self, name: str, grid: OccupancyGrid) -> None:
+        now = time.monotonic()
+        if now - self._last_costmap.get(name, -1e9) < self.costmap_period:
+            return
+        self._last_costmap[name] = now
+        try:
+            message = telemetry.costmap_message(name, grid)
+        except ValueError as exc:
+            self.get_logger().warning(f"{name}: {exc}", throttle_duration_sec=60.0)
+            return
+        self._downlink(lambda m: self.server.publish(m))(message)
+
+    def _on_frame(self, name: str, msg: CompressedImage) -> None:
+        now = time.monotonic()
+        if now - self._last_frame.get(name, -1e9) < self.frame_period:
+            return
+        self._last_frame[name] = now
+        frame = telemetry.CameraFrame(name, bytes(msg.data), time.time())
+        self._downlink(lambda f: self.server.publish_frame(f))(frame)
+
+    # -- commands ------------------------------------------------------------------------------
+    def robots(self) -> list[dict]:
+        """The robots this console serves (Bridge)."""
+        return [dict(r) for r in self.robot_list]
+
+    def link_state(self) -> dict:
+        """The link as the page shows it (Bridge)."""
+        return self.link.state(time.time())
+
+    def submit(self, robot: str, kind: str, params: dict, user: str) -> Command:
+        """Record a valid command and send it across the link (Bridge)."""
+        now = time.time()
+        held = self.link.blackout_ends(now) is not None
+        command = self.book.create(robot, kind, params, user, "queued" if held else "sent")
+        at = self.link.command_arrival(now)
+        if held:
+            self.delays.at(self.link.blackout_ends(now) or now,
+                           lambda: self.book.update(command.id, "sent"))
+        self.delays.at(at, lambda: self._arrive(command))
+        return command
+
+    def _arrive(self, command: Command) -> None:
+        """On the robot's side of the link: the command is published there."""
+        name, kind, p = command.robot, command.kind, command.params
+        if kind in ("estop", "release"):
+            self.estop_pubs[name].publish(Bool(data=kind == "estop"))
+            # the robot's side took it; the ground hears so a downlink later
+            self._downlink(lambda c: self.book.update(c.id, "received"), reliable=True)(command)
+            return
+        msg = MotionCommand(stamp=stamp_of(command.history[0][1]), id=command.id, kind=kind,
+                            distance=p.get("distance", 0.0),
+                            angle=math.radians(p.get("angle_deg", 0.0)), x=p.get("x", 0.0),
+                            y=p.get("y", 0.0), linear=p.get("linear", 0.0),
+                            angular=p.get("angular", 0.0), duration=p.get("duration", 0.0),
+                            speed=p.get("speed", 0.0))
+        self.command_pubs[name].publish(msg)
+
+    def _on_status(self, status: MotionCommandStatus) -> None:
+        self.book.update(status.id, status.state, status.reason)
+
+    def _on_base(self, name: str, status: BaseStatus) -> None:
+        self.server.publish(telemetry.base_message(name, status))
+        confirmed = "estop" if status.estop else "release"
+        for command in self.book.recent(name):
+            if command.kind == confirmed and command.state in ("sent", "received"):
+                self.book.update(command.id, "done")
+
+    def _on_command_change(self, command: Command) -> None:
+        self.server.publish(command.to_json())
+
+    def destroy_node(self) -> None:
+        """Stop serving and drop what is still crossing the link."""
+        self.server.stop()
+        self.delays.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script `ground_console`."""
+    return run_node(GroundConsole, args, threads=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
