@@ -238,9 +238,10 @@ class GroundConsole(Node):
         self.server.publish(command.to_json())
 
     def destroy_node(self) -> None:
-        """Stop serving and drop what is still crossing the link."""
-        self.server.stop()
-        self.delays.stop()
+        """Stop serving and drop what is still crossing the link (of what was built)."""
+        for part in ("server", "delays"):
+            if hasattr(self, part):
+                getattr(self, part).stop()
         super().destroy_node()
 
 

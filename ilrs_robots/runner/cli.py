@@ -13,6 +13,8 @@
     ilrs doctor                                       check ports, ROS, DDS, clock, cameras
     ilrs slice DESIGN.yaml [-o OUT.gcode]             slice a structure, print estimates
     ilrs print FILE.gcode --port PORT [--baud B]      stream G-code to a Marlin printer
+    ilrs console [--host H] [--port P] [--users FILE] the ground console (browser, API)
+    ilrs console add-user NAME --role ROLE            add a console user (password on stdin)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ilrs_robots.resources import config_path
-from ilrs_robots.runner import construction_cli, deploy_cli, inspect_cli, nav_cli
+from ilrs_robots.runner import console_cli, construction_cli, deploy_cli, inspect_cli, nav_cli
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
@@ -435,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     nav_cli.register(sub)
     inspect_cli.register(sub)
     deploy_cli.register(sub)
+    console_cli.register(sub)
     return parser
 
 
