@@ -35,6 +35,7 @@ const S = {
   wsAttempt: 0,
   wsState: "offline",
   wsLastMessage: 0,
+  wsRtt: null, // ms of the last ping to the console (not the robots' link)
   reconnectAt: 0,
   reconnectTimer: null,
   commands: new Map(), // id -> command record
@@ -207,7 +208,6 @@ async function onLogin(ev) {
 function startSession(sess) {
   S.token = sess.token;
   S.user = sess.user || null;
-  S.expires = parseExpiry(sess.expires);
   setRole(sess.role);
   try {
     sessionStorage.setItem(SESSION_KEY, JSON.stringify({
@@ -216,12 +216,7 @@ function startSession(sess) {
   } catch {
     /* storage off: the token stays in memory only */
   }
-  clearTimeout(S.expiryTimer);
-  if (S.expires) {
-    const ms = S.expires - Date.now();
-    S.expiryTimer = setTimeout(() => logout("Your session has expired: log in again."),
-      Math.max(0, Math.min(ms, 2 ** 31 - 1)));
-  }
+  setExpiry(sess.expires);
   $("login-error").textContent = "";
   $("login-view").hidden = true;
   $("app").hidden = false;
@@ -230,6 +225,15 @@ function startSession(sess) {
   resizeMap();
   loadRobots();
   connect();
+}
+
+function setExpiry(value) {
+  const at = parseExpiry(value);
+  if (!at) return;
+  S.expires = at;
+  clearTimeout(S.expiryTimer);
+  S.expiryTimer = setTimeout(() => logout("Your session has expired: log in again."),
+    Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1)));
 }
 
 function setRole(role) {
@@ -310,6 +314,7 @@ function connect() {
   setWsState("connecting");
   ws.onopen = () => {
     if (ws === S.ws) ws.send(JSON.stringify({ type: "auth", token: S.token }));
+    S.wsLastMessage = Date.now();
   };
   ws.onmessage = (ev) => {
     if (ws !== S.ws || typeof ev.data !== "string") return;
@@ -369,6 +374,8 @@ function renderWsState() {
   e.textContent = text;
   e.className = `pill ${cls}`;
   e.dataset.state = S.wsState;
+  e.title = "Telemetry connection to the console" +
+    (S.wsRtt !== null ? ` · ping ${S.wsRtt} ms` : "");
 }
 
 function handle(m) {
@@ -382,6 +389,7 @@ function handle(m) {
         $("user-name").textContent = m.user;
       }
       if (m.role && m.role !== S.role) setRole(m.role);
+      if (m.expires) setExpiry(m.expires);
       setRobots(m.robots);
       if (m.link) setLink(m.link);
       setWsState("live");
@@ -420,6 +428,9 @@ function handle(m) {
       break;
     case "command":
       if (typeof m.id === "string" || typeof m.id === "number") upsertCommand(m, true);
+      break;
+    case "pong":
+      if (finite(m.t)) S.wsRtt = Date.now() - m.t;
       break;
     case "error":
       showBanner(`Console: ${m.error || "error"}`, "warn");
@@ -809,7 +820,15 @@ function updatePreview() {
   const prep = preparedCommand();
   prediction = null;
   let ok = false;
-  if (prep.error) {
+  const mover = !r || r.kind === "rover"; // robots without motion commands: e-stop, release
+  for (const id of ["cmd-kind", "cmd-distance", "cmd-speed", "cmd-angle", "cmd-x", "cmd-y",
+    "cmd-linear", "cmd-angular", "cmd-duration", "cmd-stop"]) {
+    $(id).disabled = S.role !== "operator" || !mover;
+  }
+  if (!mover) {
+    out.textContent = `${r.name} (${r.kind}) takes no motion command: e-stop and release only`;
+    out.className = "mono small warn";
+  } else if (prep.error) {
     out.textContent = prep.error;
     out.className = "mono small err";
   } else if (!r) {
@@ -946,13 +965,22 @@ function waitingText(rec) {
   const h = rec.history;
   const since = h.length && finite(h[h.length - 1].t) ? t - h[h.length - 1].t : t - rec.first;
   const delay = S.link && finite(S.link.delay) ? S.link.delay : null;
+  if (rec.state === "queued") {
+    return `queued on the ground for ${fmtAge(since)}: the relay is out of view, it goes when ` +
+      "the link is back";
+  }
   if (rec.state === "sent") {
     let s = `sent ${fmtAge(since)} ago · waiting for the robot`;
     if (delay) s += ` (it arrives ${delay.toFixed(1)} s after sending, its answer as late again)`;
     if (S.link && (S.link.blackout || S.link.up === false)) s += " · LINK DOWN: held until the link is back";
     return s;
   }
-  if (rec.state === "received") return `received by the robot · waiting to start (${fmtAge(since)})`;
+  if (rec.state === "received") {
+    if (rec.kind === "estop" || rec.kind === "release") {
+      return `the robot took it · waiting for its base to confirm (${fmtAge(since)})`;
+    }
+    return `received by the robot · waiting to start (${fmtAge(since)})`;
+  }
   if (rec.state === "executing") {
     return `executing for ${fmtAge(since)}` +
       (delay ? ` · what you see is ${delay.toFixed(1)} s old` : "");
@@ -1423,6 +1451,20 @@ function setupMap() {
 // ---------------------------------------------------------------------------------------------
 // Start
 
+// Keep the socket honest: a ping every 10 s; a socket silent for 30 s is dropped and remade
+// (the console sends the link state every second, so silence means a dead connection).
+function pingSocket() {
+  const ws = S.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN || S.wsState !== "live") return;
+  if (Date.now() - S.wsLastMessage > 30000) {
+    S.ws = null;
+    ws.close(4000, "silent");
+    scheduleReconnect();
+    return;
+  }
+  ws.send(JSON.stringify({ type: "ping", t: Date.now() }));
+}
+
 function tick() {
   const d = new Date();
   $("clock").textContent = `${d.toISOString().slice(11, 19)} UTC`;
@@ -1456,6 +1498,7 @@ function init() {
   $("estop-all").addEventListener("click", onEstopAll);
   setupMap();
   setInterval(tick, 1000);
+  setInterval(pingSocket, 10000);
   tick();
 
   let saved = null;
