@@ -86,15 +86,21 @@ def bearer(header: str | None) -> str | None:
 
 
 class LoginLimiter:
-    """At most `attempts` failed logins per user name from one address, and per address, in
-    `window` s (so guesses from elsewhere do not lock the operator out)."""
+    """At most `attempts` failed logins for one user name from one address, and
+    `address_attempts` from one address for any names, in `window` s: guesses at one name
+    are stopped early without locking the operator out from elsewhere, and an address that
+    tries many names is stopped too."""
 
-    def __init__(self, attempts: int = 5, window: float = 60.0,
+    def __init__(self, attempts: int = 5, window: float = 60.0, address_attempts: int = 20,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.attempts = attempts
+        self.limits = {"u": attempts, "a": address_attempts}
         self.window = window
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+
+    @staticmethod
+    def _keys(user: str, address: str) -> tuple[str, str]:
+        return f"u:{user}|{address}", f"a:{address}"
 
     def _recent(self, key: str) -> deque[float]:
         now = self._clock()
@@ -106,16 +112,16 @@ class LoginLimiter:
     def retry_after(self, user: str, address: str) -> float:
         """Seconds to wait before another attempt is heard; 0 if one may be made now."""
         waits = [0.0]
-        for key in (f"u:{user}|{address}", f"a:{address}"):
+        for key in self._keys(user, address):
             failures = self._recent(key)
-            if len(failures) >= self.attempts:
+            if len(failures) >= self.limits[key[0]]:
                 waits.append(failures[0] + self.window - self._clock())
         return max(waits)
 
     def failed(self, user: str, address: str) -> None:
         """Record a failed attempt."""
         now = self._clock()
-        for key in (f"u:{user}|{address}", f"a:{address}"):
+        for key in self._keys(user, address):
             self._recent(key).append(now)
         if len(self._failures) > 10000:  # forget idle keys rather than grow without bound
             for key in [k for k, v in self._failures.items() if not v]:
@@ -123,4 +129,4 @@ class LoginLimiter:
 
     def succeeded(self, user: str, address: str) -> None:
         """A right password clears the user's failures there (not the address's)."""
-        self._failures.pop(f"u:{user}|{address}", None)
+        self._failures.pop(self._keys(user, address)[0], None)

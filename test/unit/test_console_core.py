@@ -104,13 +104,17 @@ def test_tokens_carry_their_user_expire_and_cannot_be_forged():
 
 def test_failed_logins_are_limited_per_user_and_address():
     now = [0.0]
-    limiter = LoginLimiter(attempts=3, window=60.0, clock=lambda: now[0])
+    limiter = LoginLimiter(attempts=3, window=60.0, address_attempts=5,
+                           clock=lambda: now[0])
     for _ in range(3):
         assert limiter.retry_after("ops", "1.2.3.4") == 0
         limiter.failed("ops", "1.2.3.4")
     assert limiter.retry_after("ops", "1.2.3.4") == pytest.approx(60.0)
     assert limiter.retry_after("ops", "5.6.7.8") == 0, "guesses elsewhere lock nobody out"
-    assert limiter.retry_after("eve", "1.2.3.4") > 0, "the guessing address is limited"
+    assert limiter.retry_after("eve", "1.2.3.4") == 0, "other names from there: not yet"
+    limiter.failed("eve", "1.2.3.4")
+    limiter.failed("bob", "1.2.3.4")
+    assert limiter.retry_after("carol", "1.2.3.4") > 0, "an address trying many names"
     now[0] = 61.0
     assert limiter.retry_after("ops", "1.2.3.4") == 0
 
