@@ -498,6 +498,7 @@ function showCamera(r) {
     img.src = r.camera.image;
     img.dataset.robot = r.name;
     img.dataset.stamp = String(r.camera.stamp);
+    img.dataset.frames = String((Number(img.dataset.frames) || 0) + 1); // frames shown
     $("camera-none").hidden = true;
   } else {
     img.removeAttribute("src");
@@ -653,6 +654,11 @@ function renderRobotsTable() {
     const tr = el("tr");
     tr.dataset.robot = r.name;
     if (r.name === S.selected) tr.className = "selected";
+    if (r.pose) { // for scripts and tests: the pose as the page knows it
+      tr.dataset.x = String(r.pose.x);
+      tr.dataset.y = String(r.pose.y);
+      tr.dataset.yaw = String(r.pose.yaw);
+    }
     const name = el("td");
     const dot = el("span", "dot");
     dot.style.background = r.color;
