@@ -1397,7 +1397,8 @@ function setupMap() {
     if (!drag) return;
     const click = !drag.moved;
     drag = null;
-    if (!click || S.role !== "operator") return;
+    const sel = S.robots.get(S.selected);
+    if (!click || S.role !== "operator" || (sel && sel.kind !== "rover")) return;
     const rect = c.getBoundingClientRect();
     const [wx, wy] = toWorld(ev.clientX - rect.left, ev.clientY - rect.top);
     $("cmd-kind").value = "goto";
