@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROVER_KINDS = ("drive", "turn", "goto", "velocity", "stop", "estop", "release")
-OTHER_KINDS = ("estop", "release")  # robots without motion_commands (the builder)
+ROVER_KINDS = ("drive", "turn", "goto", "velocity", "stop", "estop", "release",
+               "waypoints", "inspect", "cancel")
+BUILDER_KINDS = ("estop", "release", "print", "pause", "resume", "cancel")
+MISSION_KINDS = ("waypoints", "inspect", "print")  # actions on the robot; `cancel` ends them
+MAX_WAYPOINTS = 50
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
 TERMINAL = ("done", "refused", "failed", "cancelled")
 ROBOT_STATES = ("received", "executing", *TERMINAL)
 # a state of lower rank arriving after one of higher rank (the link reorders) is ignored
@@ -54,7 +58,15 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "stop": ((), ()),
     "estop": ((), ()),
     "release": ((), ()),
+    "print": ((), ("layer_height",)),
+    "pause": ((), ()),
+    "resume": ((), ()),
+    "cancel": ((), ()),
+    "waypoints": ((), ()),
+    "inspect": ((), ()),
 }
+# kind -> its one non-numeric field (checked by _text or _points)
+TEXT_FIELDS = {"inspect": "round", "print": "design"}
 
 
 def _number(body: dict, name: str) -> float:
@@ -73,6 +85,32 @@ def _bounded(name: str, value: float, low: float, high: float, unit: str) -> flo
     return value
 
 
+def _text(body: dict, name: str) -> str:
+    """A name or path on the robot (a round, a design): no spaces, no '..', 1..200 chars."""
+    value = body.get(name)
+    if not isinstance(value, str) or not 0 < len(value) <= 200:
+        raise CommandError(f"{name} must be a non-empty string of at most 200 characters")
+    if not set(value) <= NAME_CHARS or ".." in value:
+        raise CommandError(f"{name} {value!r}: only letters, digits and _-./ (no '..')")
+    return value
+
+
+def _points(body: dict, limits: Limits) -> list[list[float]]:
+    """Waypoints: 1..MAX_WAYPOINTS [x, y] pairs of finite, bounded numbers."""
+    points = body.get("points")
+    if not isinstance(points, list) or not 0 < len(points) <= MAX_WAYPOINTS:
+        raise CommandError(f"points must be a list of 1 to {MAX_WAYPOINTS} [x, y] pairs")
+    out = []
+    for i, point in enumerate(points):
+        if not isinstance(point, list) or len(point) != 2:
+            raise CommandError(f"points[{i}] must be [x, y]")
+        xy = [_number({"x": v}, "x") for v in point]
+        for v in xy:
+            _bounded(f"points[{i}]", v, -limits.max_coordinate, limits.max_coordinate, "m")
+        out.append(xy)
+    return out
+
+
 def parse_command(body: Any, kinds: tuple[str, ...], limits: Limits) -> tuple[str, dict]:
     """(kind, parameters) of a valid command body; CommandError naming the fault otherwise."""
     if not isinstance(body, dict):
@@ -83,7 +121,9 @@ def parse_command(body: Any, kinds: tuple[str, ...], limits: Limits) -> tuple[st
     if kind not in kinds:
         raise CommandError(f"this robot takes no {kind!r} command: one of {list(kinds)}")
     required, optional = FIELDS[kind]
-    unknown = sorted(set(body) - {"kind", *required, *optional})
+    extra = {"points"} if kind == "waypoints" else {TEXT_FIELDS[kind]} if kind in TEXT_FIELDS \
+        else set()
+    unknown = sorted(set(body) - {"kind", *required, *optional, *extra})
     if unknown:
         raise CommandError(f"unknown field(s) for {kind!r}: {unknown}")
     missing = [name for name in required if name not in body]
@@ -101,6 +141,12 @@ def parse_command(body: Any, kinds: tuple[str, ...], limits: Limits) -> tuple[st
         _bounded("linear", p["linear"], -limits.max_speed, limits.max_speed, "m/s")
         _bounded("angular", p["angular"], -limits.max_angular, limits.max_angular, "rad/s")
         _bounded("duration", p["duration"], 0.1, limits.max_duration, "s")
+    elif kind == "waypoints":
+        p["points"] = _points(body, limits)
+    elif kind in TEXT_FIELDS:
+        p[TEXT_FIELDS[kind]] = _text(body, TEXT_FIELDS[kind])
+        if "layer_height" in p:
+            _bounded("layer_height", p["layer_height"], 0.005, 0.5, "m")
     if "speed" in p:
         top = limits.max_angular if kind == "turn" else limits.max_speed
         _bounded("speed", p["speed"], 0.01, top, "rad/s" if kind == "turn" else "m/s")
@@ -118,13 +164,14 @@ class Command:
     user: str
     state: str = "sent"
     reason: str = ""
+    detail: str = ""  # the latest progress of a running mission (feedback)
     history: list[tuple[str, float]] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The record as the API and the WebSocket show it."""
         return {"type": "command", "robot": self.robot, "id": self.id, "kind": self.kind,
                 "params": self.params, "user": self.user, "state": self.state,
-                "reason": self.reason,
+                "reason": self.reason, "detail": self.detail,
                 "history": [{"state": s, "t": round(t, 3)} for s, t in self.history]}
 
 
@@ -192,6 +239,15 @@ class CommandBook:
         self.audit("state", id=command_id, state=state, reason=reason)
         self._changed(command)
         return command
+
+    def note(self, command_id: str, detail: str) -> None:
+        """Record a running command's progress (not audited: feedback is frequent)."""
+        with self._lock:
+            command = self._commands.get(command_id)
+            if command is None or command.state in TERMINAL or command.detail == detail:
+                return
+            command.detail = detail
+        self._changed(command)
 
     def _changed(self, command: Command) -> None:
         if self.on_change:

@@ -29,7 +29,7 @@ from aiohttp import WSMsgType, web
 
 from ilrs_robots.console.auth import AuthError, Claims, LoginLimiter, TokenIssuer, bearer
 from ilrs_robots.console.commands import (
-    OTHER_KINDS,
+    BUILDER_KINDS,
     ROVER_KINDS,
     Command,
     CommandBook,
@@ -256,7 +256,7 @@ class ConsoleServer:
                                   "expires": round(expires, 3)})
 
     def _robot_kinds(self) -> dict[str, tuple[str, ...]]:
-        return {r["name"]: ROVER_KINDS if r.get("kind") == "rover" else OTHER_KINDS
+        return {r["name"]: ROVER_KINDS if r.get("kind") == "rover" else BUILDER_KINDS
                 for r in self.bridge.robots()}
 
     async def _robots(self, request: web.Request) -> web.Response:

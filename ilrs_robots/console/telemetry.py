@@ -79,9 +79,12 @@ def diagnostics_message(array: Any) -> dict:
 
 
 def base_message(robot: str, status: Any) -> dict:
-    """An ilrs_interfaces/BaseStatus: estop, command timeout and link."""
+    """An ilrs_interfaces/BaseStatus: estop, command timeout, link, and the battery (the
+    lowest main-battery voltage its motor controllers read; None if none answers)."""
+    volts = [c.main_battery_voltage for c in status.controllers if c.connected]
     return {"type": "base", "robot": robot, "estop": bool(status.estop),
-            "link_ok": bool(status.link_ok), "command_timed_out": bool(status.command_timed_out)}
+            "link_ok": bool(status.link_ok), "command_timed_out": bool(status.command_timed_out),
+            "battery_voltage": round(float(min(volts)), 2) if volts else None}
 
 
 def radiation_message(robot: str, reading: Any) -> dict:

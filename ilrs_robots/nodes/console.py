@@ -8,6 +8,8 @@ Per robot in `robots` ("name" or "name:kind", kind rover (default) or builder), 
        base_status (ilrs_interfaces/BaseStatus), radiation/reading (RadiationReading),
        motion_commands/status (MotionCommandStatus); and /diagnostics
   out: motion_commands/request (ilrs_interfaces/MotionCommand), estop (std_msgs/Bool, latched)
+  missions (ilrs_robots/console/missions.py): follow_waypoints and inspect_site on rovers,
+       print_structure and pause / resume on builders, each cancelled by a `cancel` command
 
 Everything crosses the link: commands and estops arrive `link_delay` (+ jitter) later on the
 robot's side, reliably (resent when lost, held during a blackout); telemetry arrives as late,
@@ -32,8 +34,9 @@ from std_msgs.msg import Bool
 from ilrs_interfaces.msg import BaseStatus, MotionCommand, MotionCommandStatus, RadiationReading
 from ilrs_robots.console import telemetry
 from ilrs_robots.console.auth import TokenIssuer
-from ilrs_robots.console.commands import Command, CommandBook, Limits
+from ilrs_robots.console.commands import MISSION_KINDS, Command, CommandBook, Limits
 from ilrs_robots.console.link import DelayLine, LinkModel, LinkProfile
+from ilrs_robots.console.missions import MissionClients
 from ilrs_robots.console.server import ConsoleServer
 from ilrs_robots.console.users import UsersFileError, UserStore
 from ilrs_robots.nodes.messages import stamp_of
@@ -121,6 +124,7 @@ class GroundConsole(Node):
         self.estop_pubs: dict[str, Any] = {}
         for robot in self.robot_list:
             self._connect(robot["name"], robot["kind"], camera_topic)
+        self.missions = MissionClients(self, self.robot_list, self.book, self._reliable_downlink)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._downlink(
             lambda m: self.server.publish(telemetry.diagnostics_message(m), ("diagnostics",))),
             20)
@@ -166,6 +170,10 @@ class GroundConsole(Node):
             if at is not None:
                 self.delays.at(at, lambda: deliver(msg))
         return callback
+
+    def _reliable_downlink(self, deliver: Callable[[], None]) -> None:
+        """Run `deliver` when an answer sent now from a robot reaches the ground."""
+        self.delays.at(self.link.command_arrival(time.time()), deliver)
 
     def _on_costmap(self, name: str, grid: OccupancyGrid) -> None:
         now = time.monotonic()
@@ -214,7 +222,16 @@ class GroundConsole(Node):
         if kind in ("estop", "release"):
             self.estop_pubs[name].publish(Bool(data=kind == "estop"))
             # the robot's side took it; the ground hears so a downlink later
-            self._downlink(lambda c: self.book.update(c.id, "received"), reliable=True)(command)
+            self._reliable_downlink(lambda: self.book.update(command.id, "received"))
+            return
+        if kind in MISSION_KINDS:
+            self.missions.start(command)
+            return
+        if kind == "cancel":
+            self.missions.cancel(command)
+            return
+        if kind in ("pause", "resume"):
+            self.missions.trigger(command)
             return
         msg = MotionCommand(stamp=stamp_of(command.history[0][1]), id=command.id, kind=kind,
                             distance=p.get("distance", 0.0),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,11 +21,18 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+import rclpy
 from console_support import console_url, login, request, write_users
 from nav_msgs.msg import Odometry
+from rclpy.action import ActionServer, CancelResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
 
+from ilrs_interfaces.action import FollowWaypoints
 from ilrs_interfaces.msg import BaseStatus, MotionCommand, MotionCommandStatus
 from ilrs_robots.nodes.console import STATUSES
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
@@ -249,3 +257,89 @@ def test_the_socket_streams_telemetry_across_the_link_and_refuses_client_message
     assert img is not None and img.shape == (48, 64, 3)
     errors = [m["error"] for m in got if m["type"] == "error"]
     assert any("not JSON" in e for e in errors) and any("read-only" in e for e in errors)
+
+
+class FakeMissions:
+    """The robots' side of mission control, played by the test: a follow_waypoints server on
+    rover1 that runs until told to finish (or cancelled), and pause on builder1."""
+
+    def __init__(self) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("fake_missions", context=self.context)
+        self.finish = threading.Event()
+        self.goals: list = []
+        self.paused = 0
+        group = ReentrantCallbackGroup()
+        self.server = ActionServer(self.node, FollowWaypoints, "/rover1/follow_waypoints",
+                                   self._execute, callback_group=group,
+                                   cancel_callback=lambda _: CancelResponse.ACCEPT)
+        self.node.create_service(Trigger, "/builder1/pause", self._pause, callback_group=group)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _execute(self, goal_handle):
+        self.goals.append(goal_handle.request)
+        feedback = FollowWaypoints.Feedback(current_waypoint=1, distance_remaining=3.5)
+        while not self.finish.wait(0.2):
+            goal_handle.publish_feedback(feedback)
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+                return FollowWaypoints.Result(error_code=1, error_msg="canceled")
+        goal_handle.succeed()
+        return FollowWaypoints.Result()
+
+    def _pause(self, _req, res):
+        self.paused += 1
+        res.success, res.message = True, "paused at layer 3"
+        return res
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def fake_missions() -> Iterator[FakeMissions]:
+    robot = FakeMissions()
+    yield robot
+    robot.finish.set()
+    robot.close()
+
+
+def test_missions_run_on_the_robot_one_at_a_time_and_cancel(console, fake_missions):
+    def wait_state(robot: str, command_id: str, state: str) -> dict:
+        assert wait_until(lambda: console.command(robot, command_id)["state"] == state, 60), \
+            console.command(robot, command_id)
+        return console.command(robot, command_id)
+
+    status, first = console.post("rover1", {"kind": "waypoints", "points": [[1, 2], [3, -4]]})
+    assert status == 202, first
+    running = wait_state("rover1", first["id"], "executing")
+    assert wait_until(lambda: "waypoint 1" in console.command("rover1", first["id"])["detail"],
+                      30), running
+    goal = fake_missions.goals[0]
+    assert [(p.pose.position.x, p.pose.position.y) for p in goal.poses] == [(1, 2), (3, -4)]
+    status, second = console.post("rover1", {"kind": "waypoints", "points": [[0, 0]]})
+    assert "running" in wait_state("rover1", second["id"], "refused")["reason"]
+    status, cancel = console.post("rover1", {"kind": "cancel"})
+    wait_state("rover1", cancel["id"], "done")
+    wait_state("rover1", first["id"], "cancelled")
+    # the next one runs to its end
+    status, third = console.post("rover1", {"kind": "waypoints", "points": [[5, 5]]})
+    wait_state("rover1", third["id"], "executing")
+    fake_missions.finish.set()
+    wait_state("rover1", third["id"], "done")
+    # the builder: pause answered by its service; no print server: failed, naming it
+    status, pause = console.post("builder1", {"kind": "pause"})
+    assert "layer 3" in wait_state("builder1", pause["id"], "done")["reason"]
+    assert fake_missions.paused == 1
+    status, job = console.post("builder1", {"kind": "print", "design": "landing_pad_small"})
+    assert "/builder1/print_structure" in wait_state("builder1", job["id"], "failed")["reason"]
+    for bad in ({"kind": "waypoints", "points": []}, {"kind": "waypoints", "points": [[1]]},
+                {"kind": "print", "design": "../../etc/passwd"}, {"kind": "inspect"}):
+        robot = "builder1" if bad["kind"] == "print" else "rover1"
+        assert console.post(robot, bad)[0] == 400, bad

@@ -14,7 +14,7 @@ import pytest
 
 from ilrs_robots.console.auth import AuthError, LoginLimiter, TokenIssuer, bearer
 from ilrs_robots.console.commands import (
-    OTHER_KINDS,
+    BUILDER_KINDS,
     ROVER_KINDS,
     CommandBook,
     CommandError,
@@ -148,9 +148,9 @@ def test_valid_commands_parse_to_their_numbers():
         ("drive", {"distance": 2.0})
     assert parse_command({"kind": "turn", "angle_deg": -90}, ROVER_KINDS, Limits())[1] == \
         {"angle_deg": -90.0}
-    assert parse_command({"kind": "estop"}, OTHER_KINDS, Limits()) == ("estop", {})
+    assert parse_command({"kind": "estop"}, BUILDER_KINDS, Limits()) == ("estop", {})
     with pytest.raises(CommandError, match="takes no 'drive'"):
-        parse_command({"kind": "drive", "distance": 1}, OTHER_KINDS, Limits())
+        parse_command({"kind": "drive", "distance": 1}, BUILDER_KINDS, Limits())
 
 
 def test_a_command_moves_only_forwards_and_everything_is_audited(tmp_path):
