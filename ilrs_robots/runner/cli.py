@@ -15,6 +15,8 @@
     ilrs print FILE.gcode --port PORT [--baud B]      stream G-code to a Marlin printer
     ilrs console [--host H] [--port P] [--users FILE] the ground console (browser, API)
     ilrs console add-user NAME --role ROLE            add a console user (password on stdin)
+    ilrs teleop [--namespace NS] [--step M] [--angle DEG]  terminal teleop by bounded commands
+                                                      (deadman key)
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ilrs_robots.resources import config_path
-from ilrs_robots.runner import console_cli, construction_cli, deploy_cli, inspect_cli, nav_cli
+from ilrs_robots.runner import (
+    console_cli,
+    construction_cli,
+    deploy_cli,
+    inspect_cli,
+    nav_cli,
+    teleop_cli,
+)
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import RunLock, StartError, Supervisor
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
@@ -438,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_cli.register(sub)
     deploy_cli.register(sub)
     console_cli.register(sub)
+    teleop_cli.register(sub)
     return parser
 
 
