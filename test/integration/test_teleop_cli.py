@@ -169,3 +169,20 @@ def test_teleop_refuses_without_a_terminal() -> None:
                             timeout=60, cwd=ROOT)
     assert result.returncode == 2
     assert "needs a terminal" in result.stdout
+
+
+def test_against_the_real_motion_commands_node(terminal, launcher) -> None:
+    """The teleop and the rover's node agree on topics and QoS: a drive reaches it and its
+    answer (refused: the node has no pose in this test) is printed."""
+    node = launcher.start("motion_commands", namespace="rover1")
+    tty = terminal("--arm-time", "10")
+    tty.wait_for("motion_commands listening", timeout=90)
+    tty.press("di")
+    tty.wait_for(" drive: received", timeout=30)
+    tty.wait_for(" drive: refused: no pose yet", timeout=30)
+    drive_id = re.search(r"drive \+0\.50 m -> sent \[([^\]]+)\]", tty.text)
+    assert drive_id is not None and f"{drive_id.group(1)} drive: refused" in tty.text
+    tty.press("q")
+    tty.wait_for("quit: stop -> sent")
+    assert tty.proc.wait(30) == 0, tty.text
+    assert node.alive
