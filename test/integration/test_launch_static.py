@@ -18,6 +18,7 @@ import pytest
 import yaml
 from launch_harness import declared_parameters
 
+from ilrs_robots.console.users import add_user
 from ilrs_robots.runner.ament_tree import console_scripts
 from ilrs_robots.runner.processes import NodeProcess, ros_arguments
 from ilrs_robots.runner.stacks import MODES, StackError, load_stack
@@ -104,6 +105,10 @@ def test_every_parameter_a_stack_sets_is_declared_by_its_node(ros, tmp_path: Pat
             params = {**spec.parameters, "use_sim_time": False}
             if executable == "sim":  # start it quickly: no rendering, no real-time pacing
                 params.update(stereo_rate=0.0, mast_rate=0.0, rate=0.0)
+            if executable == "ground_console":  # it needs users, and a port of its own
+                add_user(tmp_path / "users.yaml", "ops", "operator", "operator-pass")
+                params.update(users_file=str(tmp_path / "users.yaml"), port=0,
+                              audit_log=str(tmp_path / "audit.jsonl"))
             procs[fqn] = NodeProcess(executable, dict(os.environ),
                                      tmp_path / f"{fqn.strip('/').replace('/', '.')}.log",
                                      ros_arguments(spec.name, spec.namespace, params,
