@@ -9,7 +9,7 @@ no client publishing, services or parameters are advertised.
 Channels (each robot's are advertised as soon as the robot is known, so they show up in the
 topic list before any data):
   /<robot>/pose                   foxglove.PoseInFrame     (from nav_msgs/Odometry)
-  /tf                             foxglove.FrameTransform  (<frame> -> <robot>/base_link)
+  /tf                             foxglove.FrameTransform  (the pose's frame -> its child frame)
   /<robot>/camera/compressed      foxglove.CompressedImage (JPEG bytes as the camera sends)
   /<robot>/costmap                foxglove.Grid            (int8 `cost` of nav_msgs/OccupancyGrid:
                                                             -1 unknown, 0..100)
@@ -175,7 +175,8 @@ class FoxgloveLive:
 
     def publish_pose(self, robot: str, odom: Any) -> None:
         """A robot's pose from a nav_msgs/Odometry (any object with its fields): its
-        PoseInFrame, and the transform header.frame_id -> <robot>/base_link."""
+        PoseInFrame, and the transform header.frame_id -> child_frame_id (empty:
+        `<robot>/base_link`)."""
         channels = self._channels(robot)
         if not self._live():
             return
@@ -189,19 +190,21 @@ class FoxgloveLive:
                                          pose=Pose(position=position, orientation=orientation)),
                              log_time=log_time)
         self._tf.log(FrameTransform(timestamp=stamp, parent_frame_id=frame,
-                                    child_frame_id=f"{robot}/base_link", translation=position,
+                                    child_frame_id=odom.child_frame_id or f"{robot}/base_link",
+                                    translation=position,
                                     rotation=orientation), log_time=log_time)
 
     def publish_camera(self, robot: str, jpeg: bytes, stamp_ns: int | None = None,
-                       frame_id: str = "camera_optical", image_format: str = "jpeg") -> None:
-        """A camera frame as the camera sent it (sensor_msgs/CompressedImage's data)."""
+                       frame_id: str = "", image_format: str = "jpeg") -> None:
+        """A camera frame as the camera sent it (sensor_msgs/CompressedImage's data, its
+        header's frame_id; empty: `<robot>/camera`), stamped `stamp_ns` (default now)."""
         channels = self._channels(robot)
         if not self._live():
             return
         stamp_ns = time.time_ns() if stamp_ns is None else int(stamp_ns)
         sec, nsec = divmod(stamp_ns, 1_000_000_000)
         channels["camera"].log(CompressedImage(timestamp=Timestamp(sec, nsec),
-                                               frame_id=f"{robot}/{frame_id}",
+                                               frame_id=frame_id or f"{robot}/camera",
                                                data=bytes(jpeg), format=image_format),
                                log_time=stamp_ns)
 

@@ -11,6 +11,7 @@ import struct
 import aiohttp
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from foxglove.messages import Pose, PoseInFrame, Quaternion, Timestamp, Vector3
 from nav_msgs.msg import OccupancyGrid, Odometry
 
 from ilrs_interfaces.msg import MotionCommandStatus
@@ -138,7 +139,11 @@ def test_a_subscriber_receives_poses_diagnostics_and_ros_messages(live: Foxglove
     got = asyncio.run(session())
     first = {topic: (stamp, payload) for topic, stamp, payload in reversed(got)}
     stamp, payload = first["/rover1/pose"]
-    assert stamp == 1000 * 1_000_000_000 + 500 and len(payload) > 0
+    assert stamp == 1000 * 1_000_000_000 + 500
+    assert payload == PoseInFrame(
+        timestamp=Timestamp(1000, 500), frame_id="map",
+        pose=Pose(position=Vector3(x=2.0, y=-1.0, z=0.0),
+                  orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0))).encode()
     stamp, payload = first["/diagnostics"]
     assert stamp == 7 * 1_000_000_000
     assert json.loads(payload)["statuses"] == [{"name": "base", "level": 1, "message": "slow",
