@@ -97,10 +97,12 @@ def radiation_message(robot: str, reading: Any) -> dict:
 class CameraFrame:
     """One camera frame, re-encoded lazily at the qualities viewers ask for (each once)."""
 
-    def __init__(self, robot: str, jpeg: bytes, stamp: float) -> None:
+    def __init__(self, robot: str, jpeg: bytes, stamp: float, header_stamp: float = 0.0
+                 ) -> None:
         self.robot = robot
         self.jpeg = jpeg
-        self.stamp = stamp
+        self.stamp = stamp  # arrival on the ground (epoch s)
+        self.header_stamp = header_stamp  # the image's own stamp (its clock: sim time in sim)
         self._lock = threading.Lock()
         self._pixels: np.ndarray | None = None
         self._encoded: dict[int, dict] = {}
@@ -121,6 +123,7 @@ class CameraFrame:
             h, w = self._pixels.shape[:2]
             cached = {"type": "camera", "robot": self.robot, "width": w, "height": h,
                       "quality": quality, "stamp": round(self.stamp, 3),
+                      "header_stamp": round(self.header_stamp, 4),
                       "image": _data_url("jpeg", data.tobytes())}
             self._encoded[quality] = cached
             return cached

@@ -192,8 +192,13 @@ class GroundConsole(Node):
         if now - self._last_frame.get(name, -1e9) < self.frame_period:
             return
         self._last_frame[name] = now
-        frame = telemetry.CameraFrame(name, bytes(msg.data), time.time())
-        self._downlink(lambda f: self.server.publish_frame(f))(frame)
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        frame = telemetry.CameraFrame(name, bytes(msg.data), time.time(), stamp)
+        self._downlink(self._frame_landed)(frame)
+
+    def _frame_landed(self, frame: telemetry.CameraFrame) -> None:
+        frame.stamp = time.time()  # its arrival on the ground
+        self.server.publish_frame(frame)
 
     # -- commands ------------------------------------------------------------------------------
     def robots(self) -> list[dict]:
