@@ -19,6 +19,7 @@ or is lost. An estop or release is `done` when the robot's base_status confirms 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,8 +36,10 @@ from ilrs_interfaces.msg import BaseStatus, MotionCommand, MotionCommandStatus, 
 from ilrs_robots.console import telemetry
 from ilrs_robots.console.auth import TokenIssuer
 from ilrs_robots.console.commands import MISSION_KINDS, Command, CommandBook, Limits
+from ilrs_robots.console.foxglove_live import FoxgloveLive
 from ilrs_robots.console.link import DelayLine, LinkModel, LinkProfile
 from ilrs_robots.console.missions import MissionClients
+from ilrs_robots.console.recording import SessionRecorder
 from ilrs_robots.console.server import ConsoleServer
 from ilrs_robots.console.users import UsersFileError, UserStore
 from ilrs_robots.nodes.messages import stamp_of
@@ -103,6 +106,14 @@ class GroundConsole(Node):
                               range=(0.2, 30.0), read_only=True)
         self.costmap_period = declare(d, "costmap_period", 2.0, "Seconds between costmap "
                                       "images at most", range=(0.1, 60.0), read_only=True)
+        record = declare(d, "record_path", "", "Record the session (every message the console "
+                         "takes or sends) to this MCAP file; {time}: the UTC start time; "
+                         "empty: no recording", read_only=True)
+        fox_host = declare(d, "foxglove_host", "127.0.0.1", "Address of the read-only Foxglove "
+                           "server (it has no authentication: loopback only)", bool,
+                           "non-empty", read_only=True)
+        fox_port = declare(d, "foxglove_port", 0, "Port of the read-only Foxglove WebSocket "
+                           "server; 0: none", range=(0, 65535), read_only=True)
         try:
             self.robot_list = parse_robots(entries)
             users = UserStore.load(users_file)
@@ -112,9 +123,9 @@ class GroundConsole(Node):
         except ValueError as exc:
             raise ParameterError("robots" if "robot" in str(exc) else "link_*", str(exc)) \
                 from exc
+        self.recorder = self._open_recording(record) if record else None
+        self.foxglove = self._start_foxglove(fox_host, fox_port) if fox_port else None
         self.delays = DelayLine("console-link")
-        self._last_costmap: dict[str, float] = {}
-        self._last_frame: dict[str, float] = {}
         self.frame_period = 1.0 / camera_rate
         self.book = CommandBook(audit or None, on_change=self._on_command_change)
         self.server = ConsoleServer(self, users, TokenIssuer(ttl), self.book, host=host,
@@ -125,9 +136,7 @@ class GroundConsole(Node):
         for robot in self.robot_list:
             self._connect(robot["name"], robot["kind"], camera_topic)
         self.missions = MissionClients(self, self.robot_list, self.book, self._reliable_downlink)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._downlink(
-            lambda m: self.server.publish(telemetry.diagnostics_message(m), ("diagnostics",))),
-            20)
+        self._listen(DiagnosticArray, "/diagnostics", self._on_diagnostics, 20)
         self.create_timer(1.0, lambda: self.server.publish(self.link_state()))
         try:
             self.server.start()
@@ -139,66 +148,100 @@ class GroundConsole(Node):
             f"{[r['name'] for r in self.robot_list]}; link {profile['delay']:g} s one way")
 
     # -- wiring --------------------------------------------------------------------------------
+    def _open_recording(self, path: str) -> SessionRecorder:
+        path = path.replace("{time}", time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+        try:
+            recorder = SessionRecorder(os.path.expanduser(path))
+        except OSError as exc:
+            raise ParameterError("record_path", f"cannot write {path}: {exc}") from exc
+        self.get_logger().info(f"recording the session to {path}")
+        return recorder
+
+    def _start_foxglove(self, host: str, port: int) -> FoxgloveLive:
+        live = FoxgloveLive([r["name"] for r in self.robot_list])
+        try:
+            port = live.start(host=host, port=port)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ParameterError("foxglove_port", f"cannot serve Foxglove on {host}:{port}: "
+                                 f"{exc}") from exc
+        self.get_logger().info(f"Foxglove (read-only) on ws://{host}:{port}")
+        return live
+
     def _connect(self, name: str, kind: str, camera_topic: str) -> None:
         ns = f"/{name}"
         self.estop_pubs[name] = self.create_publisher(Bool, f"{ns}/estop", LATCHED)
-        self.create_subscription(BaseStatus, f"{ns}/base_status",
-                                 self._downlink(lambda m: self._on_base(name, m)), 5)
+        self._listen(BaseStatus, f"{ns}/base_status", lambda m: self._on_base(name, m), 5)
         if kind != "rover":
             return
         self.command_pubs[name] = self.create_publisher(
             MotionCommand, f"{ns}/motion_commands/request", 10)
-        sub = self.create_subscription
-        sub(MotionCommandStatus, f"{ns}/motion_commands/status",
-            self._downlink(self._on_status, reliable=True), STATUSES)
-        sub(Odometry, f"{ns}/{self.pose_topic}", self._downlink(
-            lambda m: self.server.publish(telemetry.pose_message(name, m, time.time()))), 5)
-        sub(Path, f"{ns}/plan", self._downlink(
-            lambda m: self.server.publish(telemetry.plan_message(name, m, step=2))), LATCHED)
-        sub(OccupancyGrid, f"{ns}/costmap", lambda m: self._on_costmap(name, m), LATCHED)
-        sub(RadiationReading, f"{ns}/radiation/reading", self._downlink(
-            lambda m: self.server.publish(telemetry.radiation_message(name, m))), 5)
-        sub(CompressedImage, f"{ns}/{camera_topic}", lambda m: self._on_frame(name, m),
-            qos_profile_sensor_data)
+        listen = self._listen
+        listen(MotionCommandStatus, f"{ns}/motion_commands/status", self._on_status, STATUSES,
+               reliable=True)
+        listen(Odometry, f"{ns}/{self.pose_topic}", lambda m: self._on_pose(name, m), 5)
+        listen(Path, f"{ns}/plan", lambda m: self.server.publish(
+            telemetry.plan_message(name, m, step=2)), LATCHED)
+        listen(OccupancyGrid, f"{ns}/costmap", lambda m: self._on_costmap(name, m), LATCHED,
+               throttle=self.costmap_period)
+        listen(RadiationReading, f"{ns}/radiation/reading", lambda m: self.server.publish(
+            telemetry.radiation_message(name, m)), 5)
+        listen(CompressedImage, f"{ns}/{camera_topic}", lambda m: self._on_frame(name, m),
+               qos_profile_sensor_data, throttle=self.frame_period)
 
-    def _downlink(self, deliver: Callable[[Any], None], reliable: bool = False
-                  ) -> Callable[[Any], None]:
-        """A subscription callback that hands the message on once it has crossed the link."""
+    def _listen(self, msg_type: type, topic: str, deliver: Callable[[Any], None], qos: Any,
+                reliable: bool = False, throttle: float = 0.0) -> None:
+        """Subscribe: each message is recorded as it comes, then (at most one per `throttle`
+        s) handed to `deliver` once it has crossed the link."""
+        last = [-1e9]
+
         def callback(msg: Any) -> None:
             now = time.time()
+            if self.recorder is not None:
+                self.recorder.record(topic, msg, time.time_ns())
+            if throttle and time.monotonic() - last[0] < throttle:
+                return
+            last[0] = time.monotonic()
             at = self.link.command_arrival(now) if reliable else self.link.telemetry_arrival(now)
             if at is not None:
                 self.delays.at(at, lambda: deliver(msg))
-        return callback
+
+        self.create_subscription(msg_type, topic, callback, qos)
+
+    def _publish(self, publisher: Any, topic: str, msg: Any) -> None:
+        """Publish on a robot's topic (its side of the link), recording it."""
+        publisher.publish(msg)
+        if self.recorder is not None:
+            self.recorder.record(topic, msg, time.time_ns())
 
     def _reliable_downlink(self, deliver: Callable[[], None]) -> None:
         """Run `deliver` when an answer sent now from a robot reaches the ground."""
         self.delays.at(self.link.command_arrival(time.time()), deliver)
 
+    # -- telemetry landed on the ground ----------------------------------------------------------
+    def _on_pose(self, name: str, odom: Odometry) -> None:
+        self.server.publish(telemetry.pose_message(name, odom, time.time()))
+        if self.foxglove is not None:
+            self.foxglove.publish_pose(name, odom)
+
     def _on_costmap(self, name: str, grid: OccupancyGrid) -> None:
-        now = time.monotonic()
-        if now - self._last_costmap.get(name, -1e9) < self.costmap_period:
-            return
-        self._last_costmap[name] = now
         try:
-            message = telemetry.costmap_message(name, grid)
+            self.server.publish(telemetry.costmap_message(name, grid))
         except ValueError as exc:
             self.get_logger().warning(f"{name}: {exc}", throttle_duration_sec=60.0)
-            return
-        self._downlink(lambda m: self.server.publish(m))(message)
+        if self.foxglove is not None:
+            self.foxglove.publish_costmap(name, grid)
 
     def _on_frame(self, name: str, msg: CompressedImage) -> None:
-        now = time.monotonic()
-        if now - self._last_frame.get(name, -1e9) < self.frame_period:
-            return
-        self._last_frame[name] = now
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        frame = telemetry.CameraFrame(name, bytes(msg.data), time.time(), stamp)
-        self._downlink(self._frame_landed)(frame)
+        jpeg = bytes(msg.data)
+        self.server.publish_frame(telemetry.CameraFrame(name, jpeg, time.time(), stamp))
+        if self.foxglove is not None:
+            self.foxglove.publish_camera(name, jpeg, frame_id=msg.header.frame_id)
 
-    def _frame_landed(self, frame: telemetry.CameraFrame) -> None:
-        frame.stamp = time.time()  # its arrival on the ground
-        self.server.publish_frame(frame)
+    def _on_diagnostics(self, array: DiagnosticArray) -> None:
+        self.server.publish(telemetry.diagnostics_message(array), ("diagnostics",))
+        if self.foxglove is not None:
+            self.foxglove.publish_diagnostics(array)
 
     # -- commands ------------------------------------------------------------------------------
     def robots(self) -> list[dict]:
@@ -225,7 +268,7 @@ class GroundConsole(Node):
         """On the robot's side of the link: the command is published there."""
         name, kind, p = command.robot, command.kind, command.params
         if kind in ("estop", "release"):
-            self.estop_pubs[name].publish(Bool(data=kind == "estop"))
+            self._publish(self.estop_pubs[name], f"/{name}/estop", Bool(data=kind == "estop"))
             # the robot's side took it; the ground hears so a downlink later
             self._reliable_downlink(lambda: self.book.update(command.id, "received"))
             return
@@ -244,7 +287,7 @@ class GroundConsole(Node):
                             y=p.get("y", 0.0), linear=p.get("linear", 0.0),
                             angular=p.get("angular", 0.0), duration=p.get("duration", 0.0),
                             speed=p.get("speed", 0.0))
-        self.command_pubs[name].publish(msg)
+        self._publish(self.command_pubs[name], f"/{name}/motion_commands/request", msg)
 
     def _on_status(self, status: MotionCommandStatus) -> None:
         self.book.update(status.id, status.state, status.reason)
@@ -261,9 +304,11 @@ class GroundConsole(Node):
 
     def destroy_node(self) -> None:
         """Stop serving and drop what is still crossing the link (of what was built)."""
-        for part in ("server", "delays"):
-            if hasattr(self, part):
+        for part in ("server", "delays", "foxglove"):
+            if getattr(self, part, None) is not None:
                 getattr(self, part).stop()
+        if getattr(self, "recorder", None) is not None:
+            self.recorder.close()
         super().destroy_node()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ import numpy as np
 import pytest
 import rclpy
 from console_support import console_url, login, request, write_users
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
 from nav_msgs.msg import Odometry
 from rclpy.action import ActionServer, CancelResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -343,3 +346,39 @@ def test_missions_run_on_the_robot_one_at_a_time_and_cancel(console, fake_missio
                 {"kind": "print", "design": "../../etc/passwd"}, {"kind": "inspect"}):
         robot = "builder1" if bad["kind"] == "print" else "rover1"
         assert console.post(robot, bad)[0] == 400, bad
+
+
+def test_a_session_is_recorded_to_mcap_and_served_to_foxglove(launcher, ros, tmp_path):
+    users = write_users(tmp_path)
+    with socket.socket() as s:  # a free port for Foxglove
+        s.bind(("127.0.0.1", 0))
+        fox_port = s.getsockname()[1]
+    proc = launcher.start("ground_console", parameters={
+        "port": 0, "users_file": str(users), "audit_log": "", "robots": ["rover1"],
+        "record_path": str(tmp_path / "session_{time}.mcap"), "foxglove_port": fox_port})
+    base = console_url(proc.log_path)
+    assert f"Foxglove (read-only) on ws://127.0.0.1:{fox_port}" in proc.output()
+    odom_pub = ros.publisher(Odometry, "/rover1/odometry/filtered", 10)
+    requests = ros.subscribe(MotionCommand, "/rover1/motion_commands/request")
+    _, body = request(f"{base}/api/robots/rover1/commands", "POST",
+                      {"kind": "turn", "angle_deg": 30}, login(base, "ops"))
+
+    def published() -> bool:
+        odom = Odometry()
+        odom.pose.pose.position.y = 7.25
+        odom_pub.publish(odom)
+        return bool(requests.received)
+
+    assert wait_until(published, 30, period=0.2)
+    assert proc.stop() == 0, proc.output()
+    files = list(tmp_path.glob("session_*.mcap"))
+    assert len(files) == 1, files
+    with open(files[0], "rb") as f:
+        messages = [(ch.topic, msg) for _, ch, _, msg in
+                    make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages()]
+    topics = {t for t, _ in messages}
+    assert {"/rover1/odometry/filtered", "/rover1/motion_commands/request"} <= topics, topics
+    assert any(t == "/rover1/odometry/filtered" and m.pose.pose.position.y == 7.25
+               for t, m in messages)
+    sent = [m for t, m in messages if t == "/rover1/motion_commands/request"]
+    assert sent[0].id == body["id"] and sent[0].kind == "turn"
