@@ -6,6 +6,7 @@ for messages and call services while doing its own work.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 import threading
 import time
@@ -161,7 +162,12 @@ class RosClient:
 
         rclpy's destroy_node can wait forever for a handle it believes in use (seen once in
         a loaded test run); the teardown runs in a daemon thread and is abandoned, with a
-        warning, after `timeout` s, so a caller never hangs on it.
+        warning, after `timeout` s, so a caller never hangs on it. Fast DDS 3.2 can also
+        deadlock its own discovery threads (eProsima/Fast-DDS#6502: the event thread waits
+        for the PDP mutex that a receive thread holds while it waits for the event thread);
+        the destroy then blocks in C++ holding the GIL, and no Python code runs again in this
+        process. Only a watchdog outside the interpreter can end that: faulthandler's, which
+        prints every thread's stack and exits with status 1 after `timeout` + 10 s.
         """
         self._closing.set()
         self.executor.shutdown(timeout_sec=timeout / 2)
@@ -171,9 +177,13 @@ class RosClient:
             self.node.destroy_node()
             rclpy.try_shutdown(context=self.context)
 
-        worker = threading.Thread(target=teardown, name="ros_client_close", daemon=True)
-        worker.start()
-        worker.join(timeout)
+        faulthandler.dump_traceback_later(timeout + 10.0, exit=True)
+        try:
+            worker = threading.Thread(target=teardown, name="ros_client_close", daemon=True)
+            worker.start()
+            worker.join(timeout)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         if worker.is_alive():
             warnings.warn(f"ROS client {self.node.get_name()!r}: teardown did not finish "
                           f"within {timeout:g} s; abandoned", RuntimeWarning, stacklevel=2)
