@@ -30,6 +30,7 @@ ACTIONS = {"waypoints": (FollowWaypoints, "follow_waypoints"),
            "inspect": (InspectSite, "inspect_site"),
            "print": (PrintStructure, "print_structure")}
 ROBOT_MISSIONS = {"rover": ("waypoints", "inspect"), "builder": ("print",)}
+SERVER_WAIT = 10.0  # s for a robot's action server or service to be discovered
 
 
 def _goal(command: Command, frame: str) -> Any:
@@ -108,11 +109,19 @@ class MissionClients:
         if busy is not None:
             self._tell(command.id, "refused", f"mission {busy[0]} is running: cancel it first")
             return
-        if not client.server_is_ready():
-            self._tell(command.id, "failed", f"no {self._names[(robot, kind)]} action server")
-            return
         with self._lock:
             self._running[robot] = (command.id, None)
+        # waited for on a thread of its own: the link's deliveries must not queue behind it
+        threading.Thread(target=self._send, args=(command, client), daemon=True,
+                         name=f"mission-{command.id}").start()
+
+    def _send(self, command: Command, client: ActionClient) -> None:
+        robot, kind = command.robot, command.kind
+        if not client.wait_for_server(timeout_sec=SERVER_WAIT):
+            self._finish(robot)
+            self._tell(command.id, "failed", f"no {self._names[(robot, kind)]} action server "
+                       f"answered within {SERVER_WAIT:g} s")
+            return
 
         def feedback(msg: Any) -> None:
             line = describe_feedback(kind, msg.feedback)
@@ -163,8 +172,13 @@ class MissionClients:
     def trigger(self, command: Command) -> None:
         """pause / resume on a builder."""
         client = self._triggers[(command.robot, command.kind)]
-        if not client.service_is_ready():
-            self._tell(command.id, "failed", f"no {command.kind} service on {command.robot}")
+        threading.Thread(target=self._call, args=(command, client), daemon=True,
+                         name=f"trigger-{command.id}").start()
+
+    def _call(self, command: Command, client: Any) -> None:
+        if not client.wait_for_service(timeout_sec=SERVER_WAIT):
+            self._tell(command.id, "failed", f"no {command.kind} service on {command.robot} "
+                       f"answered within {SERVER_WAIT:g} s")
             return
 
         def answered(future: Any) -> None:

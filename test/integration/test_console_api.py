@@ -316,7 +316,7 @@ def fake_missions() -> Iterator[FakeMissions]:
 def test_missions_run_on_the_robot_one_at_a_time_and_cancel(console, fake_missions):
     def wait_state(robot: str, command_id: str, state: str) -> dict:
         assert wait_until(lambda: console.command(robot, command_id)["state"] == state, 60), \
-            console.command(robot, command_id)
+            json.dumps(console.command(robot, command_id))
         return console.command(robot, command_id)
 
     status, first = console.post("rover1", {"kind": "waypoints", "points": [[1, 2], [3, -4]]})
