@@ -13,6 +13,11 @@ const FINAL_STATES = new Set(["done", "refused", "failed", "cancelled", "rejecte
 const LEVELS = ["OK", "WARN", "ERROR", "STALE"];
 const LEVEL_RANK = { 2: 0, 3: 1, 1: 2, 0: 3 }; // worst first: ERROR, STALE, WARN, OK
 const PALETTE = ["#4fc3f7", "#ffb74d", "#ba68c8", "#81c784", "#f06292", "#a1887f"];
+// what the console lets each kind of robot do from the command panel (the server's lists)
+const PANEL_KINDS = { rover: ["drive", "turn", "goto", "velocity", "waypoints", "inspect"],
+  builder: ["print"] };
+const BUTTONS = { rover: ["cmd-stop", "cmd-cancel"], builder: ["cmd-pause", "cmd-resume",
+  "cmd-cancel"] };
 const FOOTPRINTS = { rover: [1.6, 1.3], builder: [2.2, 1.8] }; // length, width in metres
 const TRACK_MAX = 6000; // points kept per robot
 const DOSE_MAX = 4000; // dose samples kept per robot
@@ -42,6 +47,7 @@ const S = {
   diagnostics: new Map(), // status name -> {name, level, message, hardware_id, seen}
   view: { cx: 0, cy: 0, scale: 40, fitted: false, w: 0, h: 0, dpr: 1 },
   sending: false,
+  waypoints: [], // [[x, y], ...] of the waypoints command being prepared
 };
 
 function ensureRobot(name, kind) {
@@ -416,7 +422,7 @@ function handle(m) {
     case "base":
       if (r) {
         r.base = { estop: m.estop, link_ok: m.link_ok, command_timed_out: m.command_timed_out,
-          seen: now() };
+          battery: m.battery_voltage, seen: now() };
         scheduleRobotsTable();
       }
       break;
@@ -692,6 +698,8 @@ function renderRobotsTable() {
       dose.style.color = doseColor(r.radiation.dose_rate);
       if (finite(r.radiation.cpm)) dose.title = `${r.radiation.cpm} CPM`;
     } else dose.textContent = "–";
+    const batt = el("td", "battery");
+    batt.textContent = b && finite(b.battery) ? b.battery.toFixed(1) : "–";
     const pose = el("td", "pose mono");
     if (r.pose) {
       const age = t - r.poseSeen;
@@ -699,7 +707,7 @@ function renderRobotsTable() {
         `${deg(r.pose.yaw).toFixed(0)}°` + (age > 5 ? ` (${fmtAge(age)} old)` : "");
       if (age > 5) pose.classList.add("warn");
     } else pose.textContent = "no pose yet";
-    tr.append(name, estop, link, dose, pose);
+    tr.append(name, estop, link, dose, batt, pose);
     rows.push(tr);
   }
   body.replaceChildren(...rows);
@@ -750,6 +758,22 @@ function preparedCommand() {
         duration: need("cmd-duration", "duration"),
       };
       if (body.duration <= 0) throw new Error("duration: more than 0 s");
+      return { body };
+    }
+    if (kind === "waypoints") {
+      if (!S.waypoints.length) throw new Error("waypoints: click the map to add points");
+      return { body: { kind, points: S.waypoints.map((p) => [p[0], p[1]]) } };
+    }
+    if (kind === "inspect") {
+      const round = $("cmd-round").value.trim();
+      if (!round) throw new Error("round: enter the name of an inspection round");
+      return { body: { kind, round } };
+    }
+    if (kind === "print") {
+      const design = $("cmd-design").value.trim();
+      if (!design) throw new Error("design: enter the name of a design");
+      const body = { kind, design };
+      if ($("cmd-layer").value.trim() !== "") body.layer_height = need("cmd-layer", "layer");
       return { body };
     }
     return { error: `unknown command ${kind}` };
@@ -813,26 +837,62 @@ function predict(body, pose) {
         `(${end.x.toFixed(2)}, ${end.y.toFixed(2)}); stops by itself after ${T.toFixed(1)} s`,
     };
   }
+  if (body.kind === "waypoints") {
+    const points = [[x, y], ...body.points];
+    let length = 0;
+    for (let i = 1; i < points.length; i++) {
+      length += Math.hypot(points[i][0] - points[i - 1][0], points[i][1] - points[i - 1][1]);
+    }
+    const [lx, ly] = points[points.length - 1];
+    const [px, py] = points[points.length - 2];
+    return {
+      points, dashed: true, marks: body.points, end: { x: lx, y: ly, yaw: Math.atan2(ly - py, lx - px) },
+      text: `${body.points.length} waypoint${body.points.length > 1 ? "s" : ""}, ` +
+        `${length.toFixed(1)} m in straight lines (the rover plans each leg around hazards)`,
+    };
+  }
+  if (body.kind === "inspect") {
+    return { points: [], text: `inspection round ${body.round}: the rover drives its legs and ` +
+      "measures; its findings come back as the command's progress" };
+  }
+  if (body.kind === "print") {
+    return { points: [], text: `print ${body.design}` +
+      (body.layer_height ? ` in ${(body.layer_height * 1000).toFixed(0)} mm layers` : "") };
+  }
   return null;
 }
 
 let prediction = null; // what the map draws for the command being prepared
 
 function updatePreview() {
+  const r0 = S.robots.get(S.selected);
+  const allowed0 = PANEL_KINDS[r0 ? r0.kind : "rover"] || [];
+  for (const o of $("cmd-kind").options) o.hidden = !allowed0.includes(o.value);
+  if (allowed0.length && !allowed0.includes($("cmd-kind").value)) $("cmd-kind").value = allowed0[0];
   const kind = currentKind();
+  $("cmd-waypoints").textContent = S.waypoints.length
+    ? S.waypoints.map((p) => `(${p[0].toFixed(1)}, ${p[1].toFixed(1)})`).join(" → ")
+    : "no point yet";
   for (const f of document.querySelectorAll("#cmd-form .fields")) f.hidden = f.dataset.kind !== kind;
   const out = $("cmd-preview");
   const r = S.robots.get(S.selected);
   const prep = preparedCommand();
   prediction = null;
   let ok = false;
-  const mover = !r || r.kind === "rover"; // robots without motion commands: e-stop, release
-  for (const id of ["cmd-kind", "cmd-distance", "cmd-speed", "cmd-angle", "cmd-x", "cmd-y",
-    "cmd-linear", "cmd-angular", "cmd-duration", "cmd-stop"]) {
-    $(id).disabled = S.role !== "operator" || !mover;
+  const allowed = PANEL_KINDS[r ? r.kind : "rover"] || [];
+  const mover = allowed.length > 0;
+  for (const f of document.querySelectorAll("#cmd-form .fields input, #cmd-form .fields button")) {
+    f.disabled = S.role !== "operator" || !mover;
+  }
+  $("cmd-kind").disabled = S.role !== "operator" || !mover;
+  const buttons = BUTTONS[r ? r.kind : "rover"] || [];
+  for (const id of ["cmd-stop", "cmd-pause", "cmd-resume", "cmd-cancel"]) {
+    $(id).hidden = !buttons.includes(id);
+    $(id).disabled = S.role !== "operator";
   }
   if (!mover) {
-    out.textContent = `${r.name} (${r.kind}) takes no motion command: e-stop and release only`;
+    out.textContent = `${r.name} (${r.kind}) takes no command from this panel: e-stop and ` +
+      "release only";
     out.className = "mono small warn";
   } else if (prep.error) {
     out.textContent = prep.error;
@@ -933,6 +993,7 @@ function upsertCommand(m, fromServer) {
     user: typeof m.user === "string" ? m.user : old ? old.user : "",
     state: typeof m.state === "string" ? m.state : old ? old.state : "sent",
     reason: typeof m.reason === "string" ? m.reason : old ? old.reason : "",
+    detail: typeof m.detail === "string" ? m.detail : old ? old.detail : "",
     history: Array.isArray(m.history) ? m.history.filter((h) => h && typeof h.state === "string")
       : old ? old.history : [],
     first: old ? old.first : now(),
@@ -963,6 +1024,11 @@ function paramsText(kind, p) {
   if (kind === "turn") return `${n(p.angle_deg, 0)}°`;
   if (kind === "goto") return `(${n(p.x)}, ${n(p.y)})`;
   if (kind === "velocity") return `${n(p.linear)} m/s, ${n(p.angular)} rad/s, ${n(p.duration, 1)} s`;
+  if (kind === "waypoints" && Array.isArray(p.points)) return `${p.points.length} points`;
+  if (kind === "inspect" && typeof p.round === "string") return p.round;
+  if (kind === "print" && typeof p.design === "string") {
+    return p.design + (finite(p.layer_height) ? ` (${n(p.layer_height, 3)} m layers)` : "");
+  }
   return "";
 }
 
@@ -1037,6 +1103,7 @@ function renderCommand(rec) {
 
   const children = [head, hist];
   if (rec.reason) children.push(el("div", "cmd-reason", rec.reason));
+  if (rec.detail) children.push(el("div", "cmd-detail small", rec.detail));
   if (!FINAL_STATES.has(rec.state)) children.push(el("div", "cmd-wait small", waitingText(rec)));
   row.replaceChildren(...children);
 }
@@ -1332,6 +1399,17 @@ function drawMap() {
     if (p.points.length > 1) polyline(ctx, p.points);
     ctx.setLineDash([]);
     if (p.arc) drawArc(ctx, sel, sel.pose, p.arc.from, p.arc.to, color);
+    if (p.marks) {
+      ctx.fillStyle = color;
+      ctx.font = "11px system-ui, sans-serif";
+      p.marks.forEach((m, i) => {
+        const [mx, my] = toScreen(m[0], m[1]);
+        ctx.beginPath();
+        ctx.arc(mx, my, 4, 0, 2 * Math.PI);
+        ctx.fill();
+        ctx.fillText(String(i + 1), mx + 6, my - 6);
+      });
+    }
     if (p.end) drawFootprint(ctx, sel, p.end, { ghost: true, color });
     if (currentKind() === "goto") {
       const [tx, ty] = toScreen(p.end.x, p.end.y);
@@ -1401,9 +1479,13 @@ function setupMap() {
     if (!click || S.role !== "operator" || (sel && sel.kind !== "rover")) return;
     const rect = c.getBoundingClientRect();
     const [wx, wy] = toWorld(ev.clientX - rect.left, ev.clientY - rect.top);
-    $("cmd-kind").value = "goto";
-    $("cmd-x").value = wx.toFixed(2);
-    $("cmd-y").value = wy.toFixed(2);
+    if (currentKind() === "waypoints") {
+      if (S.waypoints.length < 50) S.waypoints.push([Number(wx.toFixed(2)), Number(wy.toFixed(2))]);
+    } else {
+      $("cmd-kind").value = "goto";
+      $("cmd-x").value = wx.toFixed(2);
+      $("cmd-y").value = wy.toFixed(2);
+    }
     updatePreview();
   });
   c.addEventListener("pointercancel", () => {
@@ -1500,6 +1582,13 @@ function init() {
     if (ev.key === "Enter" && ev.target.tagName === "INPUT") ev.preventDefault();
   });
   $("cmd-stop").addEventListener("click", () => simpleCommand("stop"));
+  $("cmd-pause").addEventListener("click", () => simpleCommand("pause"));
+  $("cmd-resume").addEventListener("click", () => simpleCommand("resume"));
+  $("cmd-cancel").addEventListener("click", () => simpleCommand("cancel"));
+  $("cmd-waypoints-clear").addEventListener("click", () => {
+    S.waypoints = [];
+    updatePreview();
+  });
   $("cmd-estop").addEventListener("click", () => simpleCommand("estop"));
   $("release").addEventListener("click", () => simpleCommand("release"));
   $("estop-all").addEventListener("click", onEstopAll);
