@@ -107,7 +107,13 @@ function fmtAge(s) {
 }
 
 function fmtNum(v, digits = 2) {
-  return finite(v) ? v.toFixed(digits) : "?";
+  return finite(v) ? fixed(v, digits) : "?";
+}
+
+// toFixed without a "-0" for what rounds to zero
+function fixed(v, digits) {
+  const s = v.toFixed(digits);
+  return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s;
 }
 
 const deg = (rad) => (rad * 180) / Math.PI;
@@ -523,12 +529,14 @@ function renderCameraInfo() {
   }
   const c = r.camera;
   const times = r.cameraTimes;
-  const fps = times.length > 1 ? ((times.length - 1) * 1000) / (times[times.length - 1] - times[0]) : 0;
+  const span = times.length > 1 ? times[times.length - 1] - times[0] : 0;
+  // over at least a second: a burst on connecting is not a rate
+  const fps = span >= 1000 ? ((times.length - 1) * 1000) / span : null;
   const age = finite(c.stamp) ? now() - c.stamp : NaN;
   const parts = [`${r.name}`];
   if (finite(c.width) && finite(c.height)) parts.push(`${c.width}×${c.height}`);
   if (finite(c.quality)) parts.push(`q ${c.quality}`);
-  parts.push(`${fps.toFixed(1)} fps`);
+  parts.push(fps === null ? "… fps" : `${fps.toFixed(1)} fps`);
   parts.push(`frame ${fmtClock(c.stamp)} (${fmtAge(age)} ago)`);
   info.textContent = parts.join(" · ");
   info.classList.toggle("stale", age > 5);
@@ -685,12 +693,12 @@ function renderRobotsTable() {
     else if (!b.link_ok) {
       link.textContent = "LOST";
       link.classList.add("err");
-    } else if (b.command_timed_out) {
-      link.textContent = "ok · cmd timed out";
-      link.classList.add("warn");
     } else {
       link.textContent = "ok";
       link.classList.add("ok");
+      // the base's cmd_vel watchdog: wheels stopped for want of a fresh command (idle)
+      link.title = b.command_timed_out ? "motor controllers answering; wheels stopped, no " +
+        "fresh cmd_vel (idle)" : "motor controllers answering; following cmd_vel";
     }
     const dose = el("td", "dose");
     if (r.radiation && finite(r.radiation.dose_rate)) {
@@ -703,8 +711,8 @@ function renderRobotsTable() {
     const pose = el("td", "pose mono");
     if (r.pose) {
       const age = t - r.poseSeen;
-      pose.textContent = `${r.pose.x.toFixed(1)}, ${r.pose.y.toFixed(1)}, ` +
-        `${deg(r.pose.yaw).toFixed(0)}°` + (age > 5 ? ` (${fmtAge(age)} old)` : "");
+      pose.textContent = `${fixed(r.pose.x, 1)}, ${fixed(r.pose.y, 1)}, ` +
+        `${fixed(deg(r.pose.yaw), 0)}°` + (age > 5 ? ` (${fmtAge(age)} old)` : "");
       if (age > 5) pose.classList.add("warn");
     } else pose.textContent = "no pose yet";
     tr.append(name, estop, link, dose, batt, pose);
@@ -789,7 +797,7 @@ function predict(body, pose) {
     const d = body.distance;
     const end = { x: x + d * Math.cos(yaw), y: y + d * Math.sin(yaw), yaw };
     let text = `drive ${d.toFixed(2)} m ${d < 0 ? "backwards " : ""}→ ends at ` +
-      `(${end.x.toFixed(2)}, ${end.y.toFixed(2)}), heading ${deg(yaw).toFixed(0)}°`;
+      `(${fixed(end.x, 2)}, ${fixed(end.y, 2)}), heading ${fixed(deg(yaw), 0)}°`;
     if (body.speed) text += ` · ≈ ${(Math.abs(d) / body.speed).toFixed(0)} s at ${body.speed} m/s`;
     return { points: [[x, y], [end.x, end.y]], end, text };
   }
@@ -800,7 +808,7 @@ function predict(body, pose) {
     return {
       points: [], arc: { from: yaw, to: yaw + a }, end,
       text: `turn ${Math.abs(body.angle_deg).toFixed(0)}° ${dir} in place → heading ` +
-        `${deg(end.yaw).toFixed(0)}°`,
+        `${fixed(deg(end.yaw), 0)}°`,
     };
   }
   if (body.kind === "goto") {
@@ -809,8 +817,8 @@ function predict(body, pose) {
     return {
       points: [[x, y], [body.x, body.y]], dashed: true,
       end: { x: body.x, y: body.y, yaw: bearing },
-      text: `go to (${body.x.toFixed(2)}, ${body.y.toFixed(2)}): ${dist.toFixed(1)} m in a ` +
-        `straight line, bearing ${deg(bearing).toFixed(0)}° (the rover plans its own path ` +
+      text: `go to (${fixed(body.x, 2)}, ${fixed(body.y, 2)}): ${dist.toFixed(1)} m in a ` +
+        `straight line, bearing ${fixed(deg(bearing), 0)}° (the rover plans its own path ` +
         "around hazards)",
     };
   }
@@ -833,8 +841,8 @@ function predict(body, pose) {
     return {
       points, end, arc: Math.abs(v) < 1e-6 && Math.abs(w) > 1e-6 ? { from: yaw, to: yaw + w * T } : null,
       text: `${v.toFixed(2)} m/s, ${w.toFixed(2)} rad/s for ${T.toFixed(1)} s → ` +
-        `${Math.abs(v * T).toFixed(2)} m, turns ${deg(w * T).toFixed(0)}°, ends at ` +
-        `(${end.x.toFixed(2)}, ${end.y.toFixed(2)}); stops by itself after ${T.toFixed(1)} s`,
+        `${Math.abs(v * T).toFixed(2)} m, turns ${fixed(deg(w * T), 0)}°, ends at ` +
+        `(${fixed(end.x, 2)}, ${fixed(end.y, 2)}); stops by itself after ${T.toFixed(1)} s`,
     };
   }
   if (body.kind === "waypoints") {
