@@ -51,6 +51,8 @@ class LinkModel:
         self.profile = profile
         self.start = start
         self.rng = rng or random.Random()
+        self._last_reliable = 0.0
+        self._lock = threading.Lock()
 
     def blackout_ends(self, now: float) -> float | None:
         """End of the blackout `now` falls in, or None when the relay is in view."""
@@ -76,16 +78,19 @@ class LinkModel:
         return now + self._one_way()
 
     def command_arrival(self, now: float) -> float:
-        """Arrival time of a reliably delivered command sent at `now`."""
+        """Arrival time of a reliably delivered message sent at `now`: in order, as a reliable
+        channel delivers (a later message never overtakes an earlier one through jitter)."""
         t = now
         for _ in range(1000):
             ends = self.blackout_ends(t)
             if ends is not None:
                 t = ends
             if not (self.profile.loss and self.rng.random() < self.profile.loss):
-                return t + self._one_way()
+                break
             t += 2.0 * self._one_way()  # no acknowledgement within a round trip: resend
-        return t + self._one_way()
+        with self._lock:
+            self._last_reliable = max(t + self._one_way(), self._last_reliable)
+            return self._last_reliable
 
     def state(self, now: float) -> dict:
         """The link as the console shows it."""

@@ -45,7 +45,7 @@ AUTH_WAIT = 10.0         # s for a new socket to authenticate
 MAX_BODY = 64 * 1024     # bytes of a request or socket message
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                               "connect-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "connect-src 'self'; style-src 'self'; "
                                "script-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -182,6 +182,9 @@ def test_the_link_delays_loses_and_blacks_out_as_profiled():
     commands = [model.command_arrival(5.0) for _ in range(500)]
     assert min(commands) >= 6.3 and max(commands) > 8.0, "lost commands are resent"
     assert min(model.command_arrival(95.0) for _ in range(50)) >= 101.3, "held to the end"
+    ordered = LinkModel(LinkProfile(delay=1.3, jitter=0.5), start=0.0, rng=random.Random(2))
+    arrivals = [ordered.command_arrival(10.0 + 0.01 * i) for i in range(200)]
+    assert arrivals == sorted(arrivals), "reliable messages arrive in the order sent"
     assert not model.state(95.0)["up"] and model.state(5.0)["up"]
     with pytest.raises(ValueError, match="loss"):
         LinkProfile(loss=1.0)
