@@ -363,13 +363,17 @@ def test_a_session_is_recorded_to_mcap_and_served_to_foxglove(launcher, ros, tmp
     _, body = request(f"{base}/api/robots/rover1/commands", "POST",
                       {"kind": "turn", "angle_deg": 30}, login(base, "ops"))
 
-    def published() -> bool:
-        odom = Odometry()
-        odom.pose.pose.position.y = 7.25
-        odom_pub.publish(odom)
-        return bool(requests.received)
+    sent_after_match = [0]
 
-    assert wait_until(published, 30, period=0.2)
+    def published() -> bool:  # odometry the console has matched, and the command arrived
+        if odom_pub.get_subscription_count() > 0:
+            odom = Odometry()
+            odom.pose.pose.position.y = 7.25
+            odom_pub.publish(odom)
+            sent_after_match[0] += 1
+        return sent_after_match[0] >= 5 and bool(requests.received)
+
+    assert wait_until(published, 60, period=0.2), (sent_after_match, requests.received)
     assert proc.stop() == 0, proc.output()
     files = list(tmp_path.glob("session_*.mcap"))
     assert len(files) == 1, files
