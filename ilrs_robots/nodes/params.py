@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import faulthandler
 import math
+import os
 import signal
 import sys
 import threading
@@ -272,7 +273,10 @@ def destroy_safely(node: Node) -> None:
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None,
              threads: int = 0) -> int:
-    """rclpy.init, build the node, spin until shutdown; a bad parameter exits with code 2.
+    """rclpy.init, build the node, spin until shutdown, and return the exit code.
+
+    A bad parameter does not return: it prints one line and ends the process with code 2
+    (`exit_now`), the node's `close()` called first if it was built.
 
     `threads` > 0 spins a MultiThreadedExecutor of that many threads, for nodes whose action
     goals block their own callback while services, cancel and estop must still be served.
@@ -299,8 +303,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
         if threads > 0:
             executor = MultiThreadedExecutor(num_threads=threads)
         if isinstance(factory, type):
-            # bound before __init__ runs: a node whose construction fails (a bad parameter)
-            # is destroyed below, before the context's shutdown; left to the garbage
+            # bound before __init__ runs: a node whose construction fails other than by a bad
+            # parameter is destroyed below, before the context's shutdown; left to the garbage
             # collector, its handles went after it and the process died of SIGSEGV (seen once)
             node = factory.__new__(factory)
             node.__init__()
@@ -336,6 +340,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
                 close = getattr(node, "close", None)
                 if close is not None:
                     close()
+            if code == 2:
+                exit_now(code)
             if executor is not None:
                 executor.shutdown(timeout_sec=2.0)
             if node is not None:
@@ -349,6 +355,22 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None,
             # error, exit code 2 already decided)
             context.destroy()
     return code
+
+
+def exit_now(code: int) -> None:
+    """End the process at once with `code`, its output flushed, nothing torn down.
+
+    For a node that never spun (a configuration error): it drives nothing and holds nothing a
+    peer needs released, but destroying its DDS participant during Fast DDS's discovery
+    crashed in rcl_node_fini (SIGSEGV after the error was printed, seen in CI). The OS frees
+    what the process held; peers drop the participant when its lease runs out.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def interrupt_once() -> None:
