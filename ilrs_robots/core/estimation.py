@@ -215,6 +215,13 @@ class RoverEKF:
         return float(self.x[BIAS])
 
     @property
+    def gyro_bias_sigma(self) -> float:
+        """Standard deviation of the gyro bias estimate, rad/s: it falls while the rover
+        stands still (the wheels then say the yaw rate is zero), and its error turns the
+        heading by that much per second."""
+        return math.sqrt(max(0.0, float(self.P[BIAS, BIAS])))
+
+    @property
     def wheel_scale(self) -> float:
         """Estimated wheel speed / true speed."""
         return float(self.x[SCALE])

@@ -146,6 +146,7 @@ class LocalizationNode(Node):
         self.use_vo = p["use_visual_odometry"]
         self.vo_period = 1.0 / p["vo_max_rate"]
         self.vo_min_rate = p["vo_min_rate"]
+        self.bias_ready_sigma = p["gyro_bias_ready_sigma"]
         self.vo_scale = p["vo_image_scale"]
         self.camera_override = p["camera_transform"]
         if p["world_from"] and not p["world"]:
@@ -272,6 +273,10 @@ class LocalizationNode(Node):
                                       "stamps are dropped", range=(0.0, 1.0), read_only=True),
             "gyro_sigma": declare(d, "gyro_sigma", 0.002, "Gyro noise per sample (rad/s)",
                                   range=(1e-6, 1.0), read_only=True),
+            "gyro_bias_ready_sigma": declare(
+                d, "gyro_bias_ready_sigma", 0.0005, "The filter reports WARN, learning the "
+                "gyro bias (keep the rover still), until the bias is known this well (rad/s: "
+                "its error turns the heading by as much per second)", range=(1e-6, 1.0)),
             "diagnostics_period": declare(d, "diagnostics_period", 1.0, "Period of "
                                           "/diagnostics and of localization/slip (s)",
                                           range=(0.05, 60.0)),
@@ -281,7 +286,8 @@ class LocalizationNode(Node):
         return p
 
     def on_parameters_set(self, changed: dict[str, Any]) -> None:
-        """Apply live changes: TF publishing, VO use and rates, a new initial pose."""
+        """Apply live changes: TF publishing, VO use and rates, the bias readiness, a new
+        initial pose."""
         if "publish_tf" in changed:
             self.publish_tf = bool(changed["publish_tf"])
         if "use_visual_odometry" in changed:
@@ -294,6 +300,8 @@ class LocalizationNode(Node):
             self.vo_min_rate = self.loc.min_rate = float(changed["vo_min_rate"])
         if "vo_max_latency" in changed:
             self.loc.max_latency = float(changed["vo_max_latency"])
+        if "gyro_bias_ready_sigma" in changed:
+            self.bias_ready_sigma = float(changed["gyro_bias_ready_sigma"])
         if "diagnostics_period" in changed:
             self.diag_timer.timer_period_ns = int(changed["diagnostics_period"] * 1e9)
         if "initial_pose" in changed:
@@ -442,13 +450,20 @@ class LocalizationNode(Node):
             filt_level, filt_msg = "WARN", "no wheel odometry on 'odom' yet"
         elif self._imu_count == 0:
             filt_level, filt_msg = "WARN", "no IMU on 'imu/data' yet: wheels only"
+        elif ekf.gyro_bias_sigma > self.bias_ready_sigma:
+            filt_level, filt_msg = "WARN", (
+                f"learning the gyro bias (sigma {ekf.gyro_bias_sigma:.5f} rad/s > "
+                f"{self.bias_ready_sigma:g}): keep the rover still, or the heading "
+                "drifts")
         status = [messages.diagnostic(
             f"{self.get_name()}: filter", hw, filt_level, filt_msg,
             [("x", f"{est.pose.x:.3f}"), ("y", f"{est.pose.y:.3f}"),
              ("yaw_deg", f"{math.degrees(est.pose.yaw):.2f}"), ("z", f"{est.z:.3f}"),
              ("sigma_xy", f"{math.hypot(sx, sy):.3f}"),
              ("sigma_yaw_deg", f"{math.degrees(syaw):.3f}"),
-             ("gyro_bias", f"{ekf.gyro_bias:.5f}"), ("wheel_scale", f"{ekf.wheel_scale:.4f}"),
+             ("gyro_bias", f"{ekf.gyro_bias:.5f}"),
+             ("gyro_bias_sigma", f"{ekf.gyro_bias_sigma:.5f}"),
+             ("wheel_scale", f"{ekf.wheel_scale:.4f}"),
              ("wheel_yaw_scale", f"{ekf.wheel_yaw_scale:.4f}"),
              ("wheel_messages", self._odom_count), ("wheel_fused", self.loc.wheel_fused),
              ("imu_messages", self._imu_count)])]

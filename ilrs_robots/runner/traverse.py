@@ -269,22 +269,29 @@ class Traverse:
     # -- driving -----------------------------------------------------------------------------
 
     def wait_until_ready(self, timeout: float = 120.0) -> str | None:
-        """Wait for ground truth, the localization, the costmap, the navigator's action
-        servers and its diagnostics saying OK (it has a costmap and a fresh pose); None when
-        all are there, otherwise what is missing."""
+        """Wait for ground truth, the localization (its filter saying OK: the gyro's bias
+        learned while the rover stands still), the costmap, the navigator's action servers
+        and its diagnostics saying OK (it has a costmap and a fresh pose); None when all are
+        there, otherwise what is missing."""
         deadline = time.monotonic() + timeout
         ready_seen: list[bool] = []
-        hardware_id = f"{self.ns.strip('/')}/navigator"
+        filter_ok: list[bool] = []
+        robot = self.ns.strip('/')
 
         def on_diagnostics(msg: DiagnosticArray) -> None:
-            if any(s.hardware_id == hardware_id and s.name.endswith("navigation")
-                   and s.level == DiagnosticStatus.OK for s in msg.status):
-                ready_seen.append(True)
+            for s in msg.status:
+                if s.level != DiagnosticStatus.OK:
+                    continue
+                if s.hardware_id == f"{robot}/navigator" and s.name.endswith("navigation"):
+                    ready_seen.append(True)
+                if s.hardware_id == f"{robot}/localization" and s.name.endswith(": filter"):
+                    filter_ok.append(True)
 
         sub = self.ros.node.create_subscription(DiagnosticArray, "/diagnostics",
                                                 on_diagnostics, 20)
         waits = (("ground truth on sim/ground_truth", lambda: self.rec.truth is not None),
                  ("pose on odometry/filtered", lambda: self.rec.estimate is not None),
+                 ("localization ready (filter diagnostics OK)", lambda: filter_ok),
                  ("costmap on costmap", lambda: self.first_costmap is not None),
                  ("navigator action servers", lambda: self.nav.wait_until_ready(timeout=0.5)),
                  ("navigator ready (diagnostics OK)", lambda: ready_seen))

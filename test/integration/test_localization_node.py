@@ -161,6 +161,12 @@ def test_driving_tracks_the_ground_truth_at_least_as_well_as_the_wheels(flat):
     truth = ros.subscribe(Odometry, "/rover1/sim/ground_truth")
     diags = ros.subscribe(DiagnosticArray, "/diagnostics", 100)
     assert filtered.wait_for(timeout=90) and truth.wait_for(timeout=30), logs(sup)
+    # as an operator does: the rover stands still until the filter has learned the gyro's
+    # bias (driving off at once, the heading drifted by the bias, 2 deg in CI)
+    ready = diags.wait_for(lambda m: (v := diagnostic_values(m, "localization: filter"))
+                           is not None and float(v["gyro_bias_sigma"]) <= 0.0005
+                           and "learning the gyro bias" not in v["_message"], timeout=60)
+    assert ready is not None, logs(sup)
     driver = LegDriver(ros, "rover1", speed=0.4, turn_rate=0.4, say=lambda _: None)
     odom_start = driver.stop()
     truth_start = odom_pose(settled(truth))

@@ -416,3 +416,28 @@ def test_a_turn_rate_the_wheels_overstate_is_reported_but_is_not_slip():
         if wheel_yaw == 0.2:
             assert ekf.slip.yaw_ratio > 0.3
     assert not any(flags)
+
+
+def test_the_gyro_bias_is_learned_standing_still_and_its_sigma_says_when() -> None:
+    """At rest the wheels say the yaw rate is zero, so what the gyro reads is its bias: the
+    estimate converges on it and its sigma falls (the localization node reports WARN until
+    it is below `gyro_bias_ready_sigma`); a rover that never stood still drives on with
+    its initial uncertainty."""
+    rng = np.random.default_rng(3)
+    bias = -0.0012
+    ekf = RoverEKF(EkfConfig(), START, stamp=0.0)
+    start_sigma = ekf.gyro_bias_sigma
+    sigmas = []
+    for i in range(1, 501):  # 5 s at rest: IMU at 100 Hz, wheels at 20 Hz
+        t = i * 0.01
+        ekf.update_imu(t, np.array([0.0, 0.0, G]), np.array([0.0, 0.0,
+                                                             bias + rng.normal(0.0, 0.002)]))
+        if i % 5 == 0:
+            ekf.update_wheel_odometry(t, 0.0, 0.0)
+        if i % 100 == 0:
+            sigmas.append(ekf.gyro_bias_sigma)
+    assert start_sigma == pytest.approx(EkfConfig().initial_gyro_bias_sigma)
+    assert all(b < a for a, b in zip(sigmas, sigmas[1:], strict=False)), sigmas
+    assert sigmas[-1] < 0.0005 < start_sigma
+    assert ekf.gyro_bias == pytest.approx(bias, abs=3 * sigmas[-1])
+    assert abs(math.degrees(ekf.pose.yaw - START.yaw)) < 0.1  # standing still, heading kept
