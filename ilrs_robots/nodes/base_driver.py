@@ -14,7 +14,6 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from tf2_msgs.msg import TFMessage
@@ -28,11 +27,10 @@ from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.cmd_vel_input import subscribe_cmd_vel
 from ilrs_robots.nodes.drive_parameters import declare_drive, positive
 from ilrs_robots.nodes.params import declare, run_node
+from ilrs_robots.nodes.qos import LATCHED
 from ilrs_robots.nodes.wheels import wheels_from_parameters
 
 BAUDS = (2400, 9600, 19200, 38400, 57600, 115200, 230400, 460800)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Parameters applied while running, and the SkidSteerBase.reconfigure() argument they set.
 LIVE_BASE = {"max_linear": "max_linear", "max_angular": "max_angular",
              "max_wheel_speed": "max_wheel_speed", "max_accel": "max_accel",

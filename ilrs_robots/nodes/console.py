@@ -28,7 +28,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry, Path
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Bool
 
@@ -44,11 +44,8 @@ from ilrs_robots.console.server import ConsoleServer
 from ilrs_robots.console.users import UsersFileError, UserStore
 from ilrs_robots.nodes.messages import stamp_of
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
+from ilrs_robots.nodes.qos import LATCHED, MOTION_STATUSES
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-STATUSES = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 KINDS = ("rover", "builder")
 
 
@@ -176,8 +173,8 @@ class GroundConsole(Node):
         self.command_pubs[name] = self.create_publisher(
             MotionCommand, f"{ns}/motion_commands/request", 10)
         listen = self._listen
-        listen(MotionCommandStatus, f"{ns}/motion_commands/status", self._on_status, STATUSES,
-               reliable=True)
+        listen(MotionCommandStatus, f"{ns}/motion_commands/status", self._on_status,
+               MOTION_STATUSES, reliable=True)
         listen(Odometry, f"{ns}/{self.pose_topic}", lambda m: self._on_pose(name, m), 5)
         listen(Path, f"{ns}/plan", lambda m: self.server.publish(
             telemetry.plan_message(name, m, step=2)), LATCHED)

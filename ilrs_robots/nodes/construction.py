@@ -43,7 +43,6 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
@@ -64,10 +63,9 @@ from ilrs_robots.drivers.serial_port import PortBusy
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.goal_requests import RESULT_TIMEOUT
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
+from ilrs_robots.nodes.qos import LATCHED
 
 R = PrintStructure.Result
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 250000, 460800, 500000, 921600, 1000000)
 CODES = {  # drivers/printer.ErrorCode -> PrintStructure result codes
     ErrorCode.NONE: R.NONE,

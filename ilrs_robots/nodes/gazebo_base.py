@@ -23,7 +23,6 @@ from geometry_msgs.msg import Twist
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from ilrs_robots.core.command_gate import CommandGate
@@ -32,9 +31,8 @@ from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.cmd_vel_input import subscribe_cmd_vel
 from ilrs_robots.nodes.drive_parameters import DRIVE_LIMITS, declare_drive, positive
 from ilrs_robots.nodes.params import declare, run_node
+from ilrs_robots.nodes.qos import LATCHED
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)  # estop, as base_driver
 GAZEBO_CMD_VEL = "gz/cmd_vel"  # = sim.gazebo_export.GAZEBO_CMD_VEL, which bridges it
 
 

@@ -19,7 +19,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import Bool
 from tf2_msgs.msg import TFMessage
@@ -32,11 +31,7 @@ from ilrs_robots.core.stereo import StereoRig
 from ilrs_robots.core.visual_odometry import VOConfig
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-STATIC = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from ilrs_robots.nodes.qos import LATCHED, TF_STATIC
 
 
 def seconds(stamp: Any) -> float:
@@ -184,7 +179,7 @@ class LocalizationNode(Node):
         self.create_subscription(Imu, "imu/data", self._on_imu, 300)
         self.create_subscription(PoseWithCovarianceStamped, "initialpose", self._on_initialpose,
                                  10)
-        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, STATIC)
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC)
         self.pairer = StereoPairer(p["stereo_max_offset"])
         for side in ("left", "right"):
             self.create_subscription(Image, f"stereo/{side}/image_raw",

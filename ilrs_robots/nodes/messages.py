@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from geometry_msgs.msg import TransformStamped
+from geometry_msgs.msg import TransformStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 
@@ -127,3 +127,16 @@ def transform(stamp: Time, frame: str, child: str, xyz: Sequence[float],
     r = t.transform.rotation
     r.x, r.y, r.z, r.w = (float(v) for v in quat_xyzw)
     return t
+
+
+def velocity_command(linear: float, angular: float, stamp: Time | None = None,
+                     frame: str = "base_link") -> Twist | TwistStamped:
+    """A planar cmd_vel: a Twist, or with ``stamp`` a TwistStamped in ``frame`` (Nav2's
+    ``enable_stamped_cmd_vel``)."""
+    twist = Twist()
+    twist.linear.x, twist.angular.z = float(linear), float(angular)
+    if stamp is None:
+        return twist
+    msg = TwistStamped(twist=twist)
+    msg.header.stamp, msg.header.frame_id = stamp, frame
+    return msg

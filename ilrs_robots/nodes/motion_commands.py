@@ -47,7 +47,7 @@ from rclpy.action.client import ClientGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from ilrs_interfaces.action import NavigateToPose
@@ -69,11 +69,8 @@ from ilrs_robots.core.motion_commands import (
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.goal_requests import NAVIGATION_RESEND, send_goal
 from ilrs_robots.nodes.params import declare, run_node
+from ilrs_robots.nodes.qos import LATCHED, MOTION_STATUSES
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
-STATUS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 S = MotionCommandStatus
 NAV_SUCCEEDED = 4  # action_msgs/GoalStatus
 
@@ -169,7 +166,7 @@ class MotionCommands(Node):
         self.cmd_pub = self.create_publisher(TwistStamped if self.stamped else Twist,
                                              "cmd_vel", 10)
         self.status_pub = self.create_publisher(MotionCommandStatus, "motion_commands/status",
-                                                STATUS_QOS)
+                                                MOTION_STATUSES)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(MotionCommand, "motion_commands/request", self._on_request,
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
@@ -471,15 +468,9 @@ class MotionCommands(Node):
         self.status_pub.publish(msg)
 
     def _publish_cmd(self, linear: float, angular: float) -> None:
-        twist = Twist()
-        twist.linear.x, twist.angular.z = float(linear), float(angular)
-        if self.stamped:
-            msg = TwistStamped(twist=twist)
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.header.frame_id = self.p["base_frame"]
-            self.cmd_pub.publish(msg)
-        else:
-            self.cmd_pub.publish(twist)
+        stamp = self.get_clock().now().to_msg() if self.stamped else None
+        self.cmd_pub.publish(messages.velocity_command(linear, angular, stamp,
+                                                       self.p["base_frame"]))
 
     def _diagnostics(self) -> None:
         now = self._now()

@@ -40,7 +40,6 @@ from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
@@ -67,9 +66,7 @@ from ilrs_robots.core.planning import PlannerParams, warm_up
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.goal_requests import RESULT_TIMEOUT
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+from ilrs_robots.nodes.qos import LATCHED
 
 # Parameters (name, default, description, range) of each core settings object; all live.
 FOLLOWER = (
@@ -623,15 +620,9 @@ class Navigator(Node):
     # -- outputs ----------------------------------------------------------------------------
 
     def _publish_cmd(self, linear: float, angular: float) -> None:
-        twist = Twist()
-        twist.linear.x, twist.angular.z = float(linear), float(angular)
-        if self.stamped:
-            msg = TwistStamped(twist=twist)
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.header.frame_id = self.p["base_frame"]
-            self.cmd_pub.publish(msg)
-        else:
-            self.cmd_pub.publish(twist)
+        stamp = self.get_clock().now().to_msg() if self.stamped else None
+        self.cmd_pub.publish(messages.velocity_command(linear, angular, stamp,
+                                                       self.p["base_frame"]))
 
     def _stop(self) -> None:
         """One zero command: the rover stops now rather than at the base's cmd_timeout."""

@@ -16,18 +16,15 @@ from pathlib import Path
 import yaml
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
+from ilrs_robots.nodes.qos import LATCHED
 from ilrs_robots.resources import config_path
 from ilrs_robots.sim.model import RoverSpec
 from ilrs_robots.sim.robot_model import Joint, joints_of, prefixed, rover_urdf
-
-LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                     reliability=ReliabilityPolicy.RELIABLE)
 
 
 def urdf_from_parameter_file(path: str | Path) -> str:

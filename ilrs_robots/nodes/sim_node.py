@@ -36,7 +36,6 @@ import yaml  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
@@ -53,6 +52,7 @@ from ilrs_robots.core.geometry import to_xyzw, yaw_to_quaternion  # noqa: E402
 from ilrs_robots.drivers.print_files import load_printer  # noqa: E402
 from ilrs_robots.nodes import messages  # noqa: E402
 from ilrs_robots.nodes.params import ParameterError, declare, run_node  # noqa: E402
+from ilrs_robots.nodes.qos import LATCHED  # noqa: E402
 from ilrs_robots.resources import config_path  # noqa: E402
 from ilrs_robots.sim.devices.gmc_emulator import GmcCounter  # noqa: E402
 from ilrs_robots.sim.devices.vc0706_emulator import Vc0706Camera  # noqa: E402
@@ -63,7 +63,6 @@ from ilrs_robots.sim.simulator import Every, Simulator, optical_offsets  # noqa:
 from ilrs_robots.sim.site_printer import SitePrinter  # noqa: E402
 from ilrs_robots.sim.world import WorldError, load_world  # noqa: E402
 
-STATIC = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MAX_CATCH_UP = 0.05
 """s of wall time the loop may fall behind `rate` and still catch up by running without
 pauses. Further behind, sim time slips instead: a burst of catch-up would advance /clock by
@@ -228,7 +227,7 @@ class SimNode(Node):
                 self.terrain_due.set_rate(2.0 * float(value))
 
     def _publish_static_tf(self) -> None:
-        pub = self.create_publisher(TFMessage, "/tf_static", STATIC)
+        pub = self.create_publisher(TFMessage, "/tf_static", LATCHED)
         base = "base_link"
         zero = messages.stamp_of(0.0)
         tfs = [messages.transform(zero, base, "imu_link", self.sim.physics.rover.imu_position,

@@ -43,7 +43,6 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose
 from nav_msgs.msg import MapMetaData, OccupancyGrid, Odometry
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from tf2_msgs.msg import TFMessage
 
@@ -68,10 +67,9 @@ from ilrs_robots.nodes.localization import (
     world_of_node,
 )
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
+from ilrs_robots.nodes.qos import LATCHED
 
 UNKNOWN_SIGMA = 1000.0  # m: a prior this uncertain is unknown (over CostParams.max_variance)
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def _finite(values: list[float]) -> bool:

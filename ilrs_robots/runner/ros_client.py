@@ -17,12 +17,11 @@ from typing import Any, Generic, TypeVar
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
+
+from ilrs_robots.nodes.qos import LATCHED  # noqa: F401 - re-exported for scripts and tests
 
 M = TypeVar("M")
-
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, period: float = 0.02) -> Any:

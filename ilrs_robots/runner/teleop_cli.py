@@ -32,6 +32,7 @@ import tty
 from typing import TextIO
 
 from ilrs_robots.core.teleop_keys import Outcome, TeleopConfig, TeleopKeys, help_text
+from ilrs_robots.nodes.qos import MOTION_STATUSES
 from ilrs_robots.runner.environment import ros_environment
 
 TICK = 0.05  # s between reads of the keyboard and checks of the deadman window
@@ -41,7 +42,7 @@ class Teleop:
     """The ROS side: publishes commands, prints their statuses. Use as a context manager."""
 
     def __init__(self, namespace: str, out: TextIO) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         from ilrs_interfaces.msg import MotionCommand, MotionCommandStatus
         from ilrs_robots.runner.ros_client import RosClient
@@ -62,8 +63,7 @@ class Teleop:
                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.ros.node.create_subscription(
             MotionCommandStatus, self.status_topic, self._on_status,
-            QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            MOTION_STATUSES)
 
     def say(self, text: str) -> None:
         """One line for the operator (the terminal is in cbreak mode: lines end in CR LF)."""

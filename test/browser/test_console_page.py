@@ -19,7 +19,6 @@ tmp dir and to test-artifacts/ at the repository root (git-ignored); their paths
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import pytest
 from console_support import USERS, console_url, login, request, write_users
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import OccupancyGrid, Odometry
+from sim_support import rover_nodes, start
 
 from ilrs_robots.core.geometry import Pose2D
 from ilrs_robots.runner.missions import at_rest, odom_pose
@@ -131,14 +131,8 @@ class Site:
 def site(tmp_path_factory) -> Iterator[Site]:
     """sim, base_driver and motion_commands on ground truth; ground_console; chromium."""
     run_dir: Path = tmp_path_factory.mktemp("run")
-    spec = load_stack("rover", "sim", str(run_dir))
-    keep = ("sim", "base_driver", "motion_commands")
-    nodes = [n for n in spec.nodes if n.executable in keep]
-    assert [n.executable for n in nodes] == list(keep)
-    sim, _, commands = nodes
-    sim.parameters.update(world="test_flat", rate=1.0, stereo_rate=0.0, mast_rate=2.0,
-                          camera_width=320, camera_height=240)
-    commands.parameters.update(odom_topic="sim/ground_truth")
+    nodes = rover_nodes(run_dir, ("sim", "base_driver", "motion_commands"), rate=1.0,
+                        mast_rate=2.0, camera_width=320, camera_height=240)
     # the console's own stack (its parameter file, the lunar link in sim), on the test's port,
     # users and robot; the rover's pose is the simulator's ground truth (no localization here)
     console = load_stack("console", "sim", str(run_dir)).nodes[0]
@@ -147,8 +141,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     console.parameters.update(port=0, users_file=str(write_users(run_dir)),
                               audit_log=str(run_dir / "audit.jsonl"), robots=["rover1"],
                               pose_topic="sim/ground_truth", camera_rate=5.0)
-    sup = Supervisor([*nodes, console], dict(os.environ), run_dir / "logs", say=lambda _: None)
-    sup.start()
+    sup = start([*nodes, console], run_dir)
     ros = RosClient("console_page_test")
     playwright = None
     try:

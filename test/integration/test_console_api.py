@@ -37,7 +37,7 @@ from std_srvs.srv import Trigger
 
 from ilrs_interfaces.action import FollowWaypoints
 from ilrs_interfaces.msg import BaseStatus, MotionCommand, MotionCommandStatus
-from ilrs_robots.nodes.console import STATUSES
+from ilrs_robots.nodes.qos import MOTION_STATUSES
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
 
 DELAY = 0.5
@@ -104,7 +104,7 @@ def test_an_operators_drive_reaches_the_robot_after_the_delay_and_its_life_is_ke
     assert console.requests.received == before + 1
     # the robot's side answers; the console learns each state a link delay later
     status_pub = console.ros.publisher(MotionCommandStatus, "/rover1/motion_commands/status",
-                                       STATUSES)  # as motion_commands publishes them
+                                       MOTION_STATUSES)  # as motion_commands publishes them
     for state in ("received", "executing", "done"):
         status_pub.publish(MotionCommandStatus(id=body["id"], kind="drive", state=state,
                                                progress=1.0 if state == "done" else 0.0))

@@ -10,7 +10,6 @@ wherever the previous one left the rover. The navigator runs too, for goto comma
 from __future__ import annotations
 
 import math
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,22 +20,21 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import OccupancyGrid, Odometry
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sim_support import rover_nodes, start
 from std_msgs.msg import Bool
 
 from ilrs_interfaces.msg import MotionCommand, MotionCommandStatus
 from ilrs_robots.core.geometry import Pose2D, wrap_angle
+from ilrs_robots.nodes.qos import MOTION_STATUSES
 from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
-from ilrs_robots.runner.stacks import load_stack
 
 NS = "/rover1"
 WALL_Y = 5.0  # a row of lethal cells across the whole map (m)
 RES, SIZE = 0.5, 60.0
 DONE_TIMEOUT = 180.0  # s of wall time for a short command on a loaded machine
-STATUS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 S = MotionCommandStatus
 
 pytestmark = pytest.mark.timeout(1500)
@@ -129,22 +127,15 @@ def rover(tmp_path_factory) -> Iterator[Rover]:
     """sim (flat world, no cameras), base_driver, navigator and motion_commands on ground
     truth."""
     run_dir: Path = tmp_path_factory.mktemp("run")
-    spec = load_stack("rover", "sim", str(run_dir))
-    keep = ("sim", "base_driver", "navigator", "motion_commands")
-    nodes = [n for n in spec.nodes if n.executable in keep]
-    assert [n.executable for n in nodes] == list(keep)
-    sim, _, navigator, commands = nodes
-    sim.parameters.update(world="test_flat", rate=2.0, stereo_rate=0.0, mast_rate=0.0)
-    navigator.parameters.update(odom_topic="sim/ground_truth", keep_outs="")
-    commands.parameters.update(odom_topic="sim/ground_truth")
-    sup = Supervisor(nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
-    sup.start()
+    nodes = rover_nodes(run_dir, ("sim", "base_driver", "navigator", "motion_commands"))
+    nodes[2].parameters["keep_outs"] = ""
+    sup = start(nodes, run_dir)
     ros = RosClient("motion_commands_test")
     try:
         ros.publisher(OccupancyGrid, f"{NS}/costmap", LATCHED).publish(costmap_message())
         truth = ros.subscribe(Odometry, f"{NS}/sim/ground_truth")
         statuses = ros.subscribe(MotionCommandStatus, f"{NS}/motion_commands/status",
-                                 STATUS_QOS)
+                                 MOTION_STATUSES)
         cmd_vel = ros.subscribe(Twist, f"{NS}/cmd_vel")
         estop = ros.publisher(Bool, f"{NS}/estop", LATCHED)
         estop.publish(Bool(data=False))

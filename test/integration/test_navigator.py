@@ -27,6 +27,7 @@ from nav_msgs.msg import Path as PathMsg
 from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
+from sim_support import rover_nodes, start
 
 from ilrs_interfaces.action import FollowWaypoints, NavigateToPose
 from ilrs_robots.core.costmap import CostParams, GlobalCostmap
@@ -36,7 +37,6 @@ from ilrs_robots.runner.commander import Commander, TaskResult, make_pose
 from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
-from ilrs_robots.runner.stacks import load_stack
 from ilrs_robots.sim.world import build_heightmap, load_world, prior_map
 
 NS = "/rover1"
@@ -117,20 +117,14 @@ def navigation_stack(run_dir: Path, world: str, keep_outs: str = "", *,
     `world`; the navigator drives on ground truth. With `mapper_parameters` the
     terrain_mapper (on ground truth too) publishes the costmaps instead of the test;
     `sim_parameters` are added to the simulator's (cameras for the mapper)."""
-    spec = load_stack("rover", "sim", str(run_dir))
     keep = ("sim", "base_driver", "navigator") + (("terrain_mapper",) if mapper_parameters
                                                   is not None else ())
-    nodes = [n for n in spec.nodes if n.executable in keep]
-    assert [n.executable for n in nodes] == list(keep)
-    sim, _, navigator = nodes[:3]
-    sim.parameters.update(world=world, rate=2.0, stereo_rate=0.0, mast_rate=0.0,
-                          **(sim_parameters or {}))
-    navigator.parameters.update(odom_topic="sim/ground_truth", keep_outs=keep_outs)
+    nodes = rover_nodes(run_dir, keep, world, **(sim_parameters or {}))
+    nodes[2].parameters["keep_outs"] = keep_outs
     if mapper_parameters is not None:
         nodes[3].parameters.update(mapper_parameters)
         nodes[3].remaps["odometry/filtered"] = "sim/ground_truth"
-    sup = Supervisor(nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
-    sup.start()
+    sup = start(nodes, run_dir)
     costmap = costmap_message(world) if mapper_parameters is None else None
 
     def connect() -> tuple[RosClient, Inbox, ActionClient, ActionClient]:

@@ -35,6 +35,7 @@ from ilrs_robots.sim.devices.roboclaw_emulator import (
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
 
 A, B = 128, 129  # two controllers on the default bus
+READ_TIMEOUT = 0.5  # s the host waits for a reply
 
 
 def signed(value: int) -> int:
@@ -42,10 +43,13 @@ def signed(value: int) -> int:
     return value - (1 << 32) if value & 0x80000000 else value
 
 
-def open_host(link: Path, read_timeout: float = 0.05) -> Basicmicro:
+def open_host(link: Path) -> Basicmicro:
+    """basicmicro on ``link``, waiting 0.5 s for each reply (it opens with 1 s): at 50 ms a
+    busy machine delayed the emulator's answers past the wait (CI: a write failed twice,
+    a version was asked for again)."""
     bm = Basicmicro(str(link), 115200, timeout=0.01, retries=2)
     assert bm.Open()
-    bm._port.timeout = read_timeout  # basicmicro opens with a 1 s read timeout
+    bm._port.timeout = READ_TIMEOUT
     return bm
 
 
@@ -71,18 +75,12 @@ def timed(call):
 
 # -- plain operation -------------------------------------------------------------------------
 
-def test_version_of_each_controller_and_silence_of_absent_ones(bus) -> None:
-    """Each controller answers once; an absent one stays silent through both attempts. The
-    host waits 0.5 s per reply: at 50 ms a busy machine delayed replies past the wait and
-    basicmicro asked again (CI: 5 requests served)."""
+def test_version_of_each_controller_and_silence_of_absent_ones(bus, bm) -> None:
+    """Each controller answers once; an absent one stays silent through both attempts."""
     assert bus.link.is_symlink() and os.readlink(bus.link).startswith("/dev/pts/")
-    bm = open_host(bus.link, read_timeout=0.5)
-    try:
-        for address in (128, 129, 130):
-            assert bm.ReadVersion(address) == (True, DEFAULT_VERSION)
-        assert bm.ReadVersion(131) == (False, "")
-    finally:
-        bm.close()
+    for address in (128, 129, 130):
+        assert bm.ReadVersion(address) == (True, DEFAULT_VERSION)
+    assert bm.ReadVersion(131) == (False, "")
     assert bus.requests_ignored == 2  # both of basicmicro's attempts
     assert bus.requests_served == 3
 
@@ -201,16 +199,16 @@ def test_corrupt_crc(bus, bm) -> None:
 
 
 def test_late_replies(bus, bm) -> None:
-    bus.reply_delay(0.02)  # within the host's 50 ms timeout
+    bus.reply_delay(0.02)  # well within the host's wait
     assert bm.ReadTemp(A)[0]
-    bus.reply_delay(0.2)
+    bus.reply_delay(3 * READ_TIMEOUT)  # later than both attempts together
     with pytest.raises(PacketTimeoutError):
         bm.ReadTemp(A)
     bus.reply_delay(0)
     served = bus.requests_served
-    # the emulator finishes answering the abandoned attempts (each sleeps 0.2 s first)
+    # the emulator finishes answering the abandoned attempts (each sleeps 1.5 s first)
     assert wait_until(lambda: bm._port.in_waiting >= 2 * 4 or bus.requests_served > served,
-                      5.0)
+                      10.0)
     assert bm.ReadTemp(A)[0]  # stale replies are flushed by the host before a read
 
 

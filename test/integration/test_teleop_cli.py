@@ -14,17 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from ilrs_interfaces.msg import MotionCommand, MotionCommandStatus
+from ilrs_robots.nodes.qos import MOTION_STATUSES
 from ilrs_robots.runner.ros_client import RosClient, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = "/rover1/motion_commands/request"
-STATUS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class Terminal:
@@ -90,7 +89,7 @@ def kinds(inbox) -> list[str]:
 def test_teleop_sends_bounded_commands_only_with_the_deadman(ros: RosClient, terminal) -> None:
     requests = ros.subscribe(MotionCommand, REQUESTS,
                              QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    status = ros.publisher(MotionCommandStatus, "/rover1/motion_commands/status", STATUS_QOS)
+    status = ros.publisher(MotionCommandStatus, "/rover1/motion_commands/status", MOTION_STATUSES)
     tty = terminal("--namespace", "rover1", "--step", "0.4", "--angle", "20",
                    "--arm-time", "1.5")
     tty.wait_for("motion_commands listening on /rover1/motion_commands/request")
