@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import array
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from geometry_msgs.msg import TransformStamped, Twist, TwistStamped
-from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
+from geometry_msgs.msg import Pose, TransformStamped, Twist, TwistStamped
+from nav_msgs.msg import MapMetaData, OccupancyGrid, Odometry
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState, PointCloud2, PointField
 
 from ilrs_robots.core.calibration import CameraCalibration
 from ilrs_robots.core.geometry import Pose2D, yaw_to_quaternion
@@ -139,4 +140,42 @@ def velocity_command(linear: float, angular: float, stamp: Time | None = None,
         return twist
     msg = TwistStamped(twist=twist)
     msg.header.stamp, msg.header.frame_id = stamp, frame
+    return msg
+
+
+def occupancy_grid(stamp: Time, frame: str, data: np.ndarray, origin: tuple[float, float],
+                   resolution: float) -> OccupancyGrid:
+    """nav_msgs/OccupancyGrid of int8 cells (row 0 at the origin's y)."""
+    msg = OccupancyGrid()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame
+    msg.info = map_info(stamp, data.shape, origin, resolution)
+    msg.data = array.array("b", np.ascontiguousarray(data, dtype=np.int8).tobytes())
+    return msg
+
+
+def map_info(stamp: Time, shape: tuple[int, int], origin: tuple[float, float],
+             resolution: float) -> MapMetaData:
+    """nav_msgs/MapMetaData of a grid of ``shape`` (rows, cols)."""
+    info = MapMetaData(resolution=float(resolution), width=int(shape[1]),
+                       height=int(shape[0]))
+    info.map_load_time = stamp
+    info.origin = Pose()
+    info.origin.position.x, info.origin.position.y = float(origin[0]), float(origin[1])
+    info.origin.orientation.w = 1.0
+    return info
+
+
+def point_cloud(stamp: Time, frame: str, points: np.ndarray,
+                fields: Sequence[str] = ("x", "y", "z")) -> PointCloud2:
+    """sensor_msgs/PointCloud2 of N points of float32 ``fields`` (N x len(fields) values)."""
+    n = len(fields)
+    pts = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, n)
+    msg = PointCloud2(height=1, width=len(pts), is_bigendian=False, point_step=4 * n,
+                      row_step=4 * n * len(pts), is_dense=True)
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame
+    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                  for i, name in enumerate(fields)]
+    msg.data = pts.tobytes()
     return msg

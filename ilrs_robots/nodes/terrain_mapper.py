@@ -31,7 +31,6 @@ optionally `noise_sigma` (m) and `keep_outs` (N x 3: x, y, radius in m).
 
 from __future__ import annotations
 
-import array
 import math
 import threading
 import time
@@ -40,10 +39,9 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import Pose
 from nav_msgs.msg import MapMetaData, OccupancyGrid, Odometry
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 
 from ilrs_robots.core.costmap import CostParams, KeepOut
@@ -59,7 +57,6 @@ from ilrs_robots.core.terrain_mapping import (
 )
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.localization import (
-    STATIC,
     StereoPairer,
     calibration_of,
     image_array,
@@ -67,7 +64,7 @@ from ilrs_robots.nodes.localization import (
     world_of_node,
 )
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
-from ilrs_robots.nodes.qos import LATCHED
+from ilrs_robots.nodes.qos import LATCHED, TF_STATIC
 
 UNKNOWN_SIGMA = 1000.0  # m: a prior this uncertain is unknown (over CostParams.max_variance)
 
@@ -115,42 +112,6 @@ def dem_prior(path: str) -> tuple[Heightmap, float | None, tuple[KeepOut, ...]]:
         raise ParameterError("dem_file", f"must be an .npz with heights, origin and "
                              f"resolution: {exc}") from exc
     return hm, sigma, tuple(KeepOut(*z, name=f"keep-out {i}") for i, z in enumerate(zones))
-
-
-def occupancy_grid(stamp: Any, frame: str, data: np.ndarray, origin: tuple[float, float],
-                   resolution: float) -> OccupancyGrid:
-    """nav_msgs/OccupancyGrid of int8 cells (row 0 at the origin's y)."""
-    msg = OccupancyGrid()
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame
-    msg.info = map_info(stamp, data.shape, origin, resolution)
-    msg.data = array.array("b", np.ascontiguousarray(data, dtype=np.int8).tobytes())
-    return msg
-
-
-def map_info(stamp: Any, shape: tuple[int, int], origin: tuple[float, float],
-             resolution: float) -> MapMetaData:
-    """nav_msgs/MapMetaData of a grid of ``shape`` (rows, cols)."""
-    info = MapMetaData(resolution=float(resolution), width=int(shape[1]),
-                       height=int(shape[0]))
-    info.map_load_time = stamp
-    info.origin = Pose()
-    info.origin.position.x, info.origin.position.y = float(origin[0]), float(origin[1])
-    info.origin.orientation.w = 1.0
-    return info
-
-
-def point_cloud(stamp: Any, frame: str, points: np.ndarray) -> PointCloud2:
-    """sensor_msgs/PointCloud2 of N x 3 points (x y z float32)."""
-    pts = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 3)
-    msg = PointCloud2(height=1, width=len(pts), is_bigendian=False, point_step=12,
-                      row_step=12 * len(pts), is_dense=True)
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame
-    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, n in enumerate("xyz")]
-    msg.data = pts.tobytes()
-    return msg
 
 
 def depth_array(msg: Image) -> np.ndarray:
@@ -249,7 +210,7 @@ class TerrainMapperNode(Node):
         self.grid_info_pub = self.create_publisher(MapMetaData, "elevation_grid/info", 5)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Odometry, "odometry/filtered", self._on_pose, 50)
-        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, STATIC)
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC)
         self.input = p["input"]
         self.pairer = StereoPairer(p["stereo_max_offset"])
         self.depth = LatestImage()
@@ -503,18 +464,18 @@ class TerrainMapperNode(Node):
     def _publish_local(self, stamp: Any, cost: np.ndarray, heights: np.ndarray,
                        origin: tuple[float, float], resolution: float) -> None:
         f = self.map_frame
-        self.local_pub.publish(occupancy_grid(stamp, f, cost, origin, resolution))
+        self.local_pub.publish(messages.occupancy_grid(stamp, f, cost, origin, resolution))
         known = np.isfinite(heights)
         ny, nx = heights.shape
         xs = origin[0] + (np.arange(nx) + 0.5) * resolution
         ys = origin[1] + (np.arange(ny) + 0.5) * resolution
         X, Y = np.meshgrid(xs, ys)
-        self.cloud_pub.publish(point_cloud(stamp, f, np.column_stack(
+        self.cloud_pub.publish(messages.point_cloud(stamp, f, np.column_stack(
             [X[known], Y[known], heights[known]])))
         img = messages.image(stamp, f, np.ascontiguousarray(heights, dtype=np.float32),
                              "32FC1")
         self.grid_pub.publish(img)
-        self.grid_info_pub.publish(map_info(stamp, heights.shape, origin, resolution))
+        self.grid_info_pub.publish(messages.map_info(stamp, heights.shape, origin, resolution))
 
     def _publish_costmap(self) -> None:
         with self.lock:
@@ -524,7 +485,7 @@ class TerrainMapperNode(Node):
             occ = grid.to_occupancy()
             self._dirty = False
         stamp = self.get_clock().now().to_msg()
-        self.costmap_pub.publish(occupancy_grid(stamp, self.map_frame, occ, grid.origin,
+        self.costmap_pub.publish(messages.occupancy_grid(stamp, self.map_frame, occ, grid.origin,
                                                 grid.resolution))
 
     def _publish_diagnostics(self) -> None:
