@@ -10,15 +10,20 @@ from ilrs_robots.resources import config_path
 
 
 def dds_defaults(env: Mapping[str, str]) -> dict[str, str]:
-    """The DDS settings of ours that `env` does not set already: defaults, never overrides.
+    """The DDS and process settings of ours that `env` does not set already: defaults,
+    never overrides.
 
     Fast DDS with the project's profile and discovery on this machine, unless the user chose
-    a profile or a discovery range (a rover talking to a ground station does). Shared by the
-    `ilrs` runner and the launch files.
+    a profile or a discovery range (a rover talking to a ground station does). OpenBLAS on
+    one thread per process: every node is a process of its own, and on a busy 2-core
+    computer OpenBLAS's spinning worker threads made a dose map 5 to 8 times slower while
+    taking the cores from the control loops. Shared by the `ilrs` runner and the launch
+    files.
     """
     defaults = {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
                 "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-                "FASTDDS_DEFAULT_PROFILES_FILE": str(config_path("fastdds.xml"))}
+                "FASTDDS_DEFAULT_PROFILES_FILE": str(config_path("fastdds.xml")),
+                "OPENBLAS_NUM_THREADS": "1"}
     return {k: v for k, v in defaults.items() if not env.get(k)}
 
 
