@@ -29,6 +29,7 @@ NODES = {
     "localization": "ilrs_robots.nodes.localization:main",
     "terrain_mapper": "ilrs_robots.nodes.terrain_mapper:main",
     "radiation_sensor": "ilrs_robots.nodes.radiation_sensor:main",
+    "radiation_mapper": "ilrs_robots.nodes.radiation_mapper:main",
     "inspection": "ilrs_robots.nodes.inspection:main",
     "gazebo_base": "ilrs_robots.nodes.gazebo_base:main",
     "motion_commands": "ilrs_robots.nodes.motion_commands:main",

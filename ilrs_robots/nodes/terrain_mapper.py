@@ -23,6 +23,10 @@ Topics (relative, in the robot's namespace):
   corner of cell [0, 0]) in map;
 - `/diagnostics`: mapping rate, points, valid disparity fraction, vertical offset to the prior.
 
+With `dose_layer_topic` set (the rover stack: `radiation/dose_cost`, radiation_mapper's
+nav_msgs/OccupancyGrid), `costmap` cells are raised to that layer's cost where it is higher:
+routes then keep off the high-dose ground (core/dose_layer.py `overlay_max`).
+
 Prior map: parameter `world` (its `prior_map` DEM, site structures and the reactor's
 exclusion radius as keep-outs) or `dem_file`, an `.npz` holding `heights` (ny x nx metres at
 grid nodes, row 0 south), `origin` (x, y of node [0, 0] in map), `resolution` (m), and
@@ -44,7 +48,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 
-from ilrs_robots.core.costmap import CostParams, KeepOut
+from ilrs_robots.core.costmap import CostGrid, CostParams, KeepOut
+from ilrs_robots.core.dose_layer import overlay_max
 from ilrs_robots.core.elevation import HazardLimits
 from ilrs_robots.core.localizer import TransformTree, transform_matrix
 from ilrs_robots.core.stereo import StereoConfig, StereoRig
@@ -224,6 +229,10 @@ class TerrainMapperNode(Node):
                                          lambda m, s=side: self.pairer.put(m, s == "left"), 2)
                 self.create_subscription(CameraInfo, f"stereo/{side}/camera_info",
                                          lambda m, s=side: self.infos.__setitem__(s, m), 2)
+        self.dose_layer: CostGrid | None = None
+        if p["dose_layer_topic"]:
+            self.create_subscription(OccupancyGrid, p["dose_layer_topic"], self._on_dose_layer,
+                                     LATCHED)
         self.costmap_timer = self.create_timer(p["costmap_period"], self._publish_costmap)
         self.diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
         self.hardware_id = self.get_namespace().strip("/") or "robot"
@@ -327,6 +336,10 @@ class TerrainMapperNode(Node):
                                  read_only=True),
             "base_frame": declare(d, "base_frame", "base_link", "Base frame", bool,
                                   "non-empty", read_only=True),
+            "dose_layer_topic": declare(d, "dose_layer_topic", "", "nav_msgs/OccupancyGrid "
+                                        "cost layer merged into the costmap (highest cost "
+                                        "wins), e.g. radiation/dose_cost; empty: none",
+                                        read_only=True),
             "diagnostics_period": declare(d, "diagnostics_period", 1.0, "Period of "
                                           "/diagnostics (s)", range=(0.05, 60.0)),
         }
@@ -477,16 +490,31 @@ class TerrainMapperNode(Node):
         self.grid_pub.publish(img)
         self.grid_info_pub.publish(messages.map_info(stamp, heights.shape, origin, resolution))
 
+    def _on_dose_layer(self, msg: OccupancyGrid) -> None:
+        if msg.header.frame_id and msg.header.frame_id != self.map_frame:
+            self.get_logger().error(f"dose layer in '{msg.header.frame_id}', not "
+                                    f"'{self.map_frame}': ignored", throttle_duration_sec=30.0)
+            return
+        info = msg.info
+        layer = CostGrid.from_occupancy(msg.data, info.width, info.height,
+                                        (info.origin.position.x, info.origin.position.y),
+                                        info.resolution)
+        with self.lock:
+            self.dose_layer = layer
+            self._dirty = True
+
     def _publish_costmap(self) -> None:
         with self.lock:
             if not self._dirty:
                 return
             grid = self.mapper.global_map.grid
+            if self.dose_layer is not None:
+                grid = overlay_max(grid, self.dose_layer)
             occ = grid.to_occupancy()
             self._dirty = False
         stamp = self.get_clock().now().to_msg()
-        self.costmap_pub.publish(messages.occupancy_grid(stamp, self.map_frame, occ, grid.origin,
-                                                grid.resolution))
+        self.costmap_pub.publish(messages.occupancy_grid(stamp, self.map_frame, occ,
+                                                         grid.origin, grid.resolution))
 
     def _publish_diagnostics(self) -> None:
         s = self._stats
