@@ -70,6 +70,43 @@ def costmap_message(robot: str, grid: Any, max_cells: int = 1_000_000) -> dict:
             "image": _data_url("png", png.tobytes())}
 
 
+def dose_rgba(dose: np.ndarray) -> np.ndarray:
+    """RGBA (OpenCV's BGRA order) of dose rates (uSv/h) on the page's log scale: 0.1 green
+    .. 1000 red; NaN transparent."""
+    f = np.clip((np.log10(np.maximum(np.nan_to_num(dose, nan=1e-3), 1e-3)) + 1.0) / 4.0, 0, 1)
+    hsv = np.stack([60.0 * (1.0 - f), np.full_like(f, 220.0), np.full_like(f, 235.0)],
+                   axis=-1).astype(np.uint8)
+    bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    alpha = np.where(np.isnan(dose), 0, 110).astype(np.uint8)
+    return np.dstack([bgr, alpha])
+
+
+def dose_map_message(robot: str, cloud: Any, max_cells: int = 1_000_000) -> dict:
+    """radiation_mapper's dose map (sensor_msgs/PointCloud2 with float32 x, y and
+    dose_rate, one point per cell of a regular grid, row by row) as a PNG over its world
+    rectangle; ValueError for a cloud that is not such a grid."""
+    offsets = {f.name: int(f.offset) for f in cloud.fields}
+    if not {"x", "y", "dose_rate"} <= offsets.keys() or cloud.point_step % 4:
+        raise ValueError("dose map: needs float32 fields x, y and dose_rate")
+    n = int(cloud.width) * int(cloud.height)
+    if n == 0 or n > max_cells:
+        raise ValueError(f"dose map of {n} points: not drawn")
+    values = np.frombuffer(bytes(cloud.data), np.float32).reshape(n, cloud.point_step // 4)
+    x, y, dose = (values[:, offsets[k] // 4] for k in ("x", "y", "dose_rate"))
+    xs, ys = np.unique(x), np.unique(y)
+    if len(xs) * len(ys) != n or len(xs) < 2 or len(ys) < 2:
+        raise ValueError("dose map: the points are not a full grid")
+    res = float(xs[1] - xs[0])
+    order = np.lexsort((x, y))  # row by row from the lowest y
+    grid = dose[order].reshape(len(ys), len(xs))
+    ok, png = cv2.imencode(".png", dose_rgba(grid)[::-1])  # row 0 = highest y
+    if not ok:
+        raise ValueError("dose map: PNG encoding failed")
+    return {"type": "dose_map", "robot": robot, "width": len(xs), "height": len(ys),
+            "resolution": res, "origin": [float(xs[0]) - res / 2, float(ys[0]) - res / 2],
+            "max": float(np.nanmax(grid)), "image": _data_url("png", png.tobytes())}
+
+
 def diagnostics_message(array: Any) -> dict:
     """A diagnostic_msgs/DiagnosticArray."""
     return {"type": "diagnostics", "statuses": [

@@ -6,6 +6,7 @@ Per robot in `robots` ("name" or "name:kind", kind rover (default) or builder), 
   in:  `pose_topic` (nav_msgs/Odometry, default odometry/filtered), plan (nav_msgs/Path),
        costmap (nav_msgs/OccupancyGrid), `camera_topic` (sensor_msgs/CompressedImage),
        base_status (ilrs_interfaces/BaseStatus), radiation/reading (RadiationReading),
+       radiation/dose_map (sensor_msgs/PointCloud2 of radiation_mapper, drawn as an overlay),
        motion_commands/status (MotionCommandStatus); and /diagnostics
   out: motion_commands/request (ilrs_interfaces/MotionCommand), estop (std_msgs/Bool, latched)
   missions (ilrs_robots/console/missions.py): follow_waypoints and inspect_site on rovers,
@@ -29,7 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid, Odometry, Path
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CompressedImage, PointCloud2
 from std_msgs.msg import Bool
 
 from ilrs_interfaces.msg import BaseStatus, MotionCommand, MotionCommandStatus, RadiationReading
@@ -182,6 +183,8 @@ class GroundConsole(Node):
                throttle=self.costmap_period)
         listen(RadiationReading, f"{ns}/radiation/reading", lambda m: self.server.publish(
             telemetry.radiation_message(name, m)), 5)
+        listen(PointCloud2, f"{ns}/radiation/dose_map", lambda m: self._on_dose_map(name, m),
+               LATCHED, throttle=self.costmap_period)
         listen(CompressedImage, f"{ns}/{camera_topic}", lambda m: self._on_frame(name, m),
                qos_profile_sensor_data, throttle=self.frame_period)
 
@@ -227,6 +230,12 @@ class GroundConsole(Node):
             self.get_logger().warning(f"{name}: {exc}", throttle_duration_sec=60.0)
         if self.foxglove is not None:
             self.foxglove.publish_costmap(name, grid)
+
+    def _on_dose_map(self, name: str, cloud: PointCloud2) -> None:
+        try:
+            self.server.publish(telemetry.dose_map_message(name, cloud))
+        except ValueError as exc:
+            self.get_logger().warning(f"{name}: {exc}", throttle_duration_sec=60.0)
 
     def _on_frame(self, name: str, msg: CompressedImage) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9

@@ -31,9 +31,11 @@ import pytest
 from console_support import USERS, console_url, login, request, write_users
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import OccupancyGrid, Odometry
+from sensor_msgs.msg import PointCloud2
 from sim_support import rover_nodes, start
 
 from ilrs_robots.core.geometry import Pose2D
+from ilrs_robots.nodes.messages import point_cloud
 from ilrs_robots.runner.missions import at_rest, odom_pose
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
@@ -367,6 +369,22 @@ def test_a_viewer_watches_without_command_controls_and_its_post_is_refused(site,
         screenshot(page, tmp_path, "console-viewer.png")
     finally:
         page.context.close()
+
+
+def test_the_rovers_dose_map_is_drawn_with_its_peak(site, operator, tmp_path):
+    """radiation_mapper's dose map (a cloud, one point per cell) crosses the link and is
+    drawn under the readings, its peak named beside the legend."""
+    page = operator
+    xs, ys = np.arange(-20.0, 0.0, 1.0) + 0.5, np.arange(-5.0, 5.0, 1.0) + 0.5
+    gx, gy = np.meshgrid(xs, ys)
+    dose = 0.2 + 740.0 / np.maximum((gx + 10.5) ** 2 + (gy - 0.5) ** 2, 1.0)
+    cloud = point_cloud(site.ros.node.get_clock().now().to_msg(), "map", np.column_stack(
+        [gx.ravel(), gy.ravel(), np.zeros(gx.size), dose.ravel(), 0.1 * dose.ravel()]),
+        ("x", "y", "z", "dose_rate", "dose_rate_stddev"))
+    site.ros.publisher(PointCloud2, f"{NS}/radiation/dose_map", LATCHED).publish(cloud)
+    expect(page.locator("#dose-peak")).to_have_text("dose map peak 740 µSv/h",
+                                                    timeout=60_000)
+    screenshot(page, tmp_path, "console-dose-map.png")
 
 
 def test_every_request_of_the_pages_went_to_the_consoles_own_address(site):

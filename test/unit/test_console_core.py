@@ -26,6 +26,7 @@ from ilrs_robots.console.telemetry import (
     CameraFrame,
     QualityControl,
     costmap_message,
+    dose_map_message,
     pose_message,
 )
 from ilrs_robots.console.users import UsersFileError, UserStore, add_user, check_password
@@ -228,6 +229,35 @@ def test_pose_and_costmap_messages():
     assert img.shape == (4, 6, 4)
     assert img[3, 0, 3] > 0 and img[3, 0, 2] > 200, "lethal drawn red at the bottom left"
     assert img[0, 5, 3] > 0 and img[1, 1, 3] == 0, "unknown drawn, free transparent"
+
+
+def test_a_dose_map_cloud_becomes_a_picture_over_its_rectangle():
+    """radiation_mapper's PointCloud2 (one point per cell, row by row): a PNG, hot cells
+    red and cold ones green, with the grid's origin and resolution; a cloud that is not a
+    grid is refused."""
+    from ilrs_robots.nodes.messages import point_cloud
+    xs, ys = np.arange(3) * 2.0 + 1.0, np.arange(2) * 2.0 - 3.0  # cells of 2 m
+    gx, gy = np.meshgrid(xs, ys)
+    dose = np.array([[0.1, 1.0, 1000.0], [0.1, 10.0, 100.0]])
+    fields = ("x", "y", "z", "dose_rate", "dose_rate_stddev")
+    cloud = point_cloud(None, "map", np.column_stack(
+        [gx.ravel(), gy.ravel(), np.zeros(6), dose.ravel(), 0.1 * dose.ravel()]), fields)
+    m = dose_map_message("rover1", cloud)
+    assert (m["width"], m["height"], m["resolution"]) == (3, 2, 2.0)
+    assert m["origin"] == [0.0, -4.0] and m["max"] == pytest.approx(1000.0)
+    png = __import__("base64").b64decode(m["image"].split(",", 1)[1])
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (2, 3, 4)
+    hot, cold = img[1, 2], img[1, 0]  # the bottom row is the lowest y
+    assert hot[2] > 200 and hot[1] < 80 and cold[1] > 200 and cold[2] < 80
+    assert np.all(img[:, :, 3] > 0)
+    partial = point_cloud(None, "map", np.column_stack(
+        [gx.ravel()[:5], gy.ravel()[:5], np.zeros(5), dose.ravel()[:5], dose.ravel()[:5]]),
+        fields)
+    with pytest.raises(ValueError, match="not a full grid"):
+        dose_map_message("rover1", partial)
+    with pytest.raises(ValueError, match="needs float32 fields"):
+        dose_map_message("rover1", point_cloud(None, "map", np.zeros((4, 3))))
 
 
 def test_camera_frames_are_reencoded_per_quality_and_quality_adapts():

@@ -63,6 +63,8 @@ function ensureRobot(name, kind) {
       plan: [],
       costmap: null,
       costmapSeq: 0,
+      doseMap: null,
+      doseMapSeq: 0,
       camera: null,
       cameraTimes: [],
       base: null,
@@ -419,6 +421,9 @@ function handle(m) {
     case "costmap":
       if (r) onCostmap(r, m);
       break;
+    case "dose_map":
+      if (r) onDoseMap(r, m);
+      break;
     case "camera":
       if (r) onCamera(r, m);
       break;
@@ -493,6 +498,32 @@ function onCostmap(r, m) {
     markDirty();
   };
   img.src = m.image;
+}
+
+function onDoseMap(r, m) {
+  // radiation_mapper's dose map: a picture over its rectangle, drawn under the readings
+  const { width, height, resolution, origin } = m;
+  if (!isImageData(m.image, ["png"]) || !finite(width) || !finite(height) ||
+    !finite(resolution) || !Array.isArray(origin)) return;
+  const seq = ++r.doseMapSeq;
+  const img = new Image();
+  img.onload = () => {
+    if (seq !== r.doseMapSeq) return;
+    r.doseMap = {
+      img, x0: origin[0], y0: origin[1], w: width * resolution, h: height * resolution,
+      max: m.max,
+    };
+    showDosePeak();
+    markDirty();
+  };
+  img.src = m.image;
+}
+
+function showDosePeak() {
+  const r = S.robots.get(S.selected);
+  const dm = r && r.doseMap;
+  $("dose-peak").textContent = dm && finite(dm.max)
+    ? `dose map peak ${dm.max.toFixed(dm.max < 10 ? 2 : 0)} µSv/h` : "";
 }
 
 function onCamera(r, m) {
@@ -646,6 +677,7 @@ function selectRobot(name) {
     }
   }
   showCamera(S.robots.get(name));
+  showDosePeak();
   updatePreview();
   scheduleRobotsTable();
   markDirty();
@@ -1364,6 +1396,15 @@ function drawMap() {
   drawGrid(ctx);
 
   if ($("map-dose").checked) {
+    ctx.imageSmoothingEnabled = true;
+    for (const r of ordered) {
+      const dm = r.doseMap;
+      if (!dm) continue;
+      const [sx, sy] = toScreen(dm.x0, dm.y0 + dm.h); // row 0 is the top (highest y)
+      ctx.globalAlpha = 0.8;
+      ctx.drawImage(dm.img, sx, sy, dm.w * v.scale, dm.h * v.scale);
+    }
+    ctx.globalAlpha = 1;
     const rpx = Math.max(2, Math.min(6, 0.25 * v.scale));
     for (const r of ordered) {
       for (const d of r.doses) {
