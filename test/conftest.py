@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import os
 
+from hypothesis import settings
+
 from ilrs_robots.runner.environment import ros_environment
+
+# property tests assert behaviour, never timings: hypothesis's default 200 ms deadline per
+# example failed a G-code test on a loaded machine (252 ms for one example)
+settings.register_profile("ilrs", deadline=None)
+settings.load_profile("ilrs")
 
 
 def _domain_id() -> int:

@@ -19,7 +19,7 @@ from nav_msgs.msg import Odometry
 from std_msgs.msg import String
 from tf2_msgs.msg import TFMessage
 
-from ilrs_robots.nodes.localization import STATIC
+from ilrs_robots.nodes.qos import TF_STATIC
 from ilrs_robots.runner.environment import ros_environment
 from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import LATCHED, wait_until
@@ -40,7 +40,7 @@ def _drive_and_check(ros) -> None:
     odom = {r: ros.subscribe(Odometry, f"/{r}/odom") for r in ROVERS}
     # several robots latch their frames on /tf_static: a reader of depth 1 keeps only the
     # last one that arrived before its callback ran, so read it as the nodes do (depth 100)
-    tf_static = ros.subscribe(TFMessage, "/tf_static", STATIC)
+    tf_static = ros.subscribe(TFMessage, "/tf_static", TF_STATIC)
     described = {r: ros.subscribe(String, f"/{r}/robot_description", LATCHED) for r in ROVERS}
     cmd = {r: ros.publisher(Twist, f"/{r}/cmd_vel", wait_for_subscribers=60) for r in ROVERS}
     assert all(p.get_subscription_count() for p in cmd.values())

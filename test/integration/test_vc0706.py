@@ -58,7 +58,10 @@ def test_version_size_and_small_frames_at_38400(camera, client) -> None:
         img = decode(client.capture())
         assert img.shape == (size[1], size[0], 3)
     assert camera.frozen_frame is None  # resumed after each capture
-    assert client.counters.frames == 2 and client.counters.retries == 0
+    c = client.counters
+    assert c.frames == 2 and c.bad_frames == 0 and c.corrupt_replies == 0
+    # a retry only after a reply later than 0.6 s (a stress run starved the emulator once)
+    assert c.retries == c.timeouts, c
 
 
 @pytest.mark.parametrize("size", [(160, 120), (320, 240), (640, 480)])
