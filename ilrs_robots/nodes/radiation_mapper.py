@@ -4,9 +4,10 @@ core/radiation_mapping.py).
 
 Subscribes `radiation/reading` (ilrs_interfaces/RadiationReading) and the pose
 (`pose_topic`, nav_msgs/Odometry in `map_frame`: `odometry/filtered`, or `sim/ground_truth`
-in tests). A reading is placed at the newest pose no older than `pose_timeout`; readings
-without one are counted, not mapped. Every `period` s, once `min_samples` readings are kept,
-it publishes (latched):
+in tests). A reading is placed at the pose of its stamp (interpolated between the poses
+around it, or the nearest within `pose_timeout` s), whatever order the two topics arrive in;
+readings with no pose that close are counted, not mapped. Every `period` s, once
+`min_samples` readings are kept, it publishes (latched):
 
 - `radiation/dose_map` (sensor_msgs/PointCloud2, fields x y z dose_rate dose_rate_stddev,
   uSv/h): one point per cell, for RViz and Foxglove (colour by dose_rate);
@@ -44,6 +45,7 @@ from ilrs_robots.core.dose_layer import (
     map_axes,
 )
 from ilrs_robots.core.radiation_mapping import SourceFit
+from ilrs_robots.core.terrain_mapping import PoseHistory
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 from ilrs_robots.nodes.qos import LATCHED
@@ -62,8 +64,8 @@ class RadiationMapper(Node):
         pose_topic = declare(d, "pose_topic", "odometry/filtered", "Pose of the rover "
                              "(nav_msgs/Odometry in map_frame)", bool, "non-empty",
                              read_only=True)
-        self.pose_timeout = declare(d, "pose_timeout", 1.0, "A pose older than this places no "
-                                    "reading (s)", range=(0.01, 60.0))
+        self.pose_timeout = declare(d, "pose_timeout", 1.0, "A reading is placed only at a "
+                                    "pose stamped this close to it (s)", range=(0.01, 60.0))
         self.resolution = declare(d, "resolution", 1.0, "Cell size of the maps (m)",
                                   range=(0.1, 20.0), read_only=True)
         area = declare(d, "area", [0.0], "[x_min, y_min, x_max, y_max] of the maps (m); [0]: "
@@ -99,7 +101,7 @@ class RadiationMapper(Node):
         diag_period = declare(d, "diagnostics_period", 1.0, "Period of /diagnostics (s)",
                               range=(0.05, 60.0))
         self.log = SampleLog(spacing, dwell, kept)
-        self._pose: tuple[float, float, float, float] | None = None  # x, y, z, receipt time
+        self.poses = PoseHistory(keep=2000)
         self._fit: SourceFit | None = None
         self._status = ("WARN", f"waiting for {self.min_samples} readings with a pose")
         self._new = 0
@@ -109,7 +111,7 @@ class RadiationMapper(Node):
         self.cost_pub = self.create_publisher(OccupancyGrid, "radiation/dose_cost", LATCHED)
         self.sources_pub = self.create_publisher(PoseArray, "radiation/sources", LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(Odometry, pose_topic, self._on_pose, 20)
+        self.create_subscription(Odometry, pose_topic, self._on_pose, 100)
         self.create_subscription(RadiationReading, "radiation/reading", self._on_reading, 50)
         self.map_timer = self.create_timer(period, self._update)
         self.diag_timer = self.create_timer(diag_period, self._diagnostics)
@@ -139,16 +141,18 @@ class RadiationMapper(Node):
     # -- inputs -----------------------------------------------------------------------------
     def _on_pose(self, msg: Odometry) -> None:
         p = msg.pose.pose.position
-        self._pose = (p.x, p.y, p.z, time.monotonic())
+        T = np.eye(4)
+        T[:3, 3] = (p.x, p.y, p.z)
+        self.poses.add(_seconds(msg.header.stamp), T)
 
     def _on_reading(self, msg: RadiationReading) -> None:
-        pose = self._pose
-        if pose is None or time.monotonic() - pose[3] > self.pose_timeout:
+        stamp = _seconds(msg.header.stamp)
+        T = self.poses.at(stamp, self.pose_timeout)
+        if T is None:
             self._unplaced += 1
             return
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        sample = DoseSample(pose[0], pose[1], pose[2], float(msg.dose_rate),
-                            float(msg.dose_rate_stddev), stamp)
+        x, y, z = (float(v) for v in T[:3, 3])
+        sample = DoseSample(x, y, z, float(msg.dose_rate), float(msg.dose_rate_stddev), stamp)
         if self.log.add(sample):
             self._new += 1
 
@@ -211,6 +215,10 @@ class RadiationMapper(Node):
             message, values)])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
+
+
+def _seconds(stamp: Any) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def main(args: list[str] | None = None) -> None:

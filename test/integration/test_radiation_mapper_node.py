@@ -18,6 +18,7 @@ from sensor_msgs.msg import PointCloud2
 from test_terrain_mapper_node import cell, grid_of
 
 from ilrs_interfaces.msg import RadiationReading
+from ilrs_robots.nodes.messages import stamp_of
 from ilrs_robots.runner.ros_client import LATCHED, wait_until
 
 SOURCE = (6.0, 0.0, 1.0)
@@ -33,16 +34,19 @@ def dose(x: float, y: float, z: float) -> float:
 
 
 def survey(ros) -> None:
-    """Drive a lawnmower over the source's area: a pose, then the reading taken there."""
+    """Drive a lawnmower over the source's area: a pose and the reading taken there, stamped
+    alike (a reading every 2 s of its clock), the pose first."""
     rng = np.random.default_rng(11)
     poses = ros.publisher(Odometry, f"{NS}/odometry/filtered", wait_for_subscribers=30)
     readings = ros.publisher(RadiationReading, f"{NS}/radiation/reading",
                              wait_for_subscribers=30)
+    t = 1000.0
     for k, y in enumerate(np.arange(-8.0, 8.01, 2.0)):
         xs = np.arange(-4.0, 16.01, 0.6)
         for x in xs if k % 2 == 0 else xs[::-1]:
             pose = Odometry()
             pose.header.frame_id = "map"
+            pose.header.stamp = stamp_of(t)
             pose.pose.pose.position.x, pose.pose.pose.position.y = float(x), float(y)
             pose.pose.pose.position.z = 0.8
             pose.pose.pose.orientation.w = 1.0
@@ -52,6 +56,8 @@ def survey(ros) -> None:
             reading = RadiationReading(dose_rate=float(measured),
                                        dose_rate_stddev=float(0.05 * true))
             reading.counts_per_minute = reading.dose_rate / 0.0065
+            reading.header.stamp = stamp_of(t)
+            t += 2.0
             time.sleep(0.01)  # the pose first
             readings.publish(reading)
 
