@@ -308,11 +308,19 @@ class GroundConsole(Node):
     def _on_command_change(self, command: Command) -> None:
         self.server.publish(command.to_json())
 
-    def destroy_node(self) -> None:
-        """Stop serving and drop what is still crossing the link (of what was built)."""
+    def close(self) -> None:
+        """Stop serving and drop what is still crossing the link, before the executor and the
+        node are torn down: no thread of ours may reach rclpy while it tears them down (a
+        console died of SIGSEGV in the executor's shutdown, its link and server threads still
+        running). Each stop is idempotent."""
         for part in ("server", "delays", "foxglove"):
             if getattr(self, part, None) is not None:
                 getattr(self, part).stop()
+
+    def destroy_node(self) -> None:
+        """Stop what close() did not (a node whose construction failed), close the recording
+        (no callback runs any more), then destroy."""
+        self.close()
         if getattr(self, "recorder", None) is not None:
             self.recorder.close()
         super().destroy_node()
