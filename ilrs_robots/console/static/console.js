@@ -480,43 +480,43 @@ function onPose(r, m) {
   if (r.name === S.selected) updatePreview();
 }
 
-function onCostmap(r, m) {
+/**
+ * Loads a grid picture (costmap, dose map) into r[slot] as { img, x0, y0, w, h, max } and
+ * calls then(r) once it has loaded; a picture overtaken by a newer one for the same slot is
+ * dropped. Malformed messages are ignored.
+ */
+function loadOverlay(r, m, slot, then) {
   const { width, height, resolution, origin } = m;
   if (!isImageData(m.image, ["png"]) || !finite(width) || !finite(height) ||
     !finite(resolution) || !Array.isArray(origin)) return;
-  const seq = ++r.costmapSeq;
+  const seqKey = `${slot}Seq`;
+  const seq = ++r[seqKey];
   const img = new Image();
   img.onload = () => {
-    if (seq !== r.costmapSeq) return; // a newer one is on its way
-    r.costmap = {
+    if (seq !== r[seqKey]) return; // a newer one is on its way
+    r[slot] = {
       img, x0: origin[0], y0: origin[1], w: width * resolution, h: height * resolution,
+      max: m.max,
     };
-    if (!S.view.fitted && r.name === S.selected && !r.pose) {
-      S.view.cx = origin[0] + (width * resolution) / 2;
-      S.view.cy = origin[1] + (height * resolution) / 2;
-    }
+    then(r);
     markDirty();
   };
   img.src = m.image;
 }
 
+function onCostmap(r, m) {
+  loadOverlay(r, m, "costmap", () => {
+    const cm = r.costmap;
+    if (!S.view.fitted && r.name === S.selected && !r.pose) {
+      S.view.cx = cm.x0 + cm.w / 2;
+      S.view.cy = cm.y0 + cm.h / 2;
+    }
+  });
+}
+
 function onDoseMap(r, m) {
   // radiation_mapper's dose map: a picture over its rectangle, drawn under the readings
-  const { width, height, resolution, origin } = m;
-  if (!isImageData(m.image, ["png"]) || !finite(width) || !finite(height) ||
-    !finite(resolution) || !Array.isArray(origin)) return;
-  const seq = ++r.doseMapSeq;
-  const img = new Image();
-  img.onload = () => {
-    if (seq !== r.doseMapSeq) return;
-    r.doseMap = {
-      img, x0: origin[0], y0: origin[1], w: width * resolution, h: height * resolution,
-      max: m.max,
-    };
-    showDosePeak();
-    markDirty();
-  };
-  img.src = m.image;
+  loadOverlay(r, m, "doseMap", showDosePeak);
 }
 
 function showDosePeak() {
