@@ -12,6 +12,8 @@ Pure numpy; the ``radiation_mapper`` node feeds it messages and publishes what i
   ``low`` uSv/h, rising to 0.99 at ``high``; cells at or above ``lethal`` (if set) are lethal.
   Cells the map is unsure of (log-stddev over ``max_log_std``) cost nothing: the layer only
   ever raises a cost where the dose is known to be high.
+- :func:`compute_layer` does all of it at once: the cost grid, the map's cells as points and
+  the sources, as the ``radiation_mapper`` node publishes them.
 - :func:`overlay_max` raises a costmap's cells to a layer's costs where the layer is higher.
 """
 
@@ -137,6 +139,35 @@ def dose_cost(dmap: DoseMap, low: float, high: float, lethal: float = 0.0,
         cost[d >= lethal] = LETHAL
     cost[dmap.log_stddev > max_log_std] = 0.0
     return cost.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DoseLayer:
+    """One update's outputs: the cost ``grid``, the map's cells as ``points`` (N x 5: x y z
+    dose_rate dose_rate_stddev), the ``fit`` of the sources (None: none located) and the
+    map's ``peak`` dose rate (uSv/h)."""
+
+    grid: CostGrid
+    points: np.ndarray
+    fit: SourceFit | None
+    peak: float
+
+
+def compute_layer(log: SampleLog, resolution: float,
+                  area: tuple[float, float, float, float] | None = None, margin: float = 10.0,
+                  max_sources: int = 3, min_samples: int = 10, max_map_samples: int = 400,
+                  low: float = 1.0, high: float = 100.0, lethal: float = 0.0) -> DoseLayer:
+    """The dose map, its cost layer and the sources from the log's samples (see
+    :func:`map_axes`, :func:`build_dose_map`, :func:`dose_cost`). Raises ValueError or
+    LinAlgError when they cannot be computed."""
+    xs, ys = map_axes(log.arrays()[0], resolution, area, margin)
+    dmap, fit = build_dose_map(log, xs, ys, max_sources, min_samples, max_map_samples)
+    cost = dose_cost(dmap, low, high, lethal)
+    origin = (float(xs[0] - resolution / 2), float(ys[0] - resolution / 2))
+    gx, gy = np.meshgrid(xs, ys)
+    points = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, dmap.z),
+                              dmap.dose.ravel(), dmap.stddev.ravel()])
+    return DoseLayer(CostGrid(cost, origin, resolution), points, fit, float(dmap.dose.max()))
 
 
 def overlay_max(base: CostGrid, layer: CostGrid) -> CostGrid:

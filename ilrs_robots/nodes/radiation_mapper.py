@@ -36,14 +36,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 
 from ilrs_interfaces.msg import RadiationReading
-from ilrs_robots.core.costmap import CostGrid
-from ilrs_robots.core.dose_layer import (
-    DoseSample,
-    SampleLog,
-    build_dose_map,
-    dose_cost,
-    map_axes,
-)
+from ilrs_robots.core.dose_layer import DoseSample, SampleLog, compute_layer
 from ilrs_robots.core.radiation_mapping import SourceFit
 from ilrs_robots.core.terrain_mapping import PoseHistory
 from ilrs_robots.nodes import messages
@@ -163,38 +156,33 @@ class RadiationMapper(Node):
             return
         started = time.perf_counter()
         try:
-            xs, ys = map_axes(self.log.arrays()[0], self.resolution, self.area, self.margin)
-            dmap, fit = build_dose_map(self.log, xs, ys, self.max_sources, self.min_samples,
-                                       self.map_samples)
-            cost = dose_cost(dmap, self.low, self.high, self.lethal)
+            layer = compute_layer(self.log, self.resolution, self.area, self.margin,
+                                  self.max_sources, self.min_samples, self.map_samples,
+                                  self.low, self.high, self.lethal)
         except (ValueError, np.linalg.LinAlgError) as exc:
             self._status = ("ERROR", f"no map from {n} readings: {exc}")
             self.get_logger().error(self._status[1], throttle_duration_sec=30.0)
             return
         self._compute_s = time.perf_counter() - started
         self._new = 0
-        self._fit = fit
+        self._fit = layer.fit
         stamp = self.get_clock().now().to_msg()
-        origin = (float(xs[0] - self.resolution / 2), float(ys[0] - self.resolution / 2))
-        grid = CostGrid(cost, origin, self.resolution)
+        grid = layer.grid
         self.cost_pub.publish(messages.occupancy_grid(stamp, self.map_frame,
-                                                      grid.to_occupancy(), origin,
-                                                      self.resolution))
-        gx, gy = np.meshgrid(xs, ys)
-        points = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, dmap.z),
-                                  dmap.dose.ravel(), dmap.stddev.ravel()])
-        self.cloud_pub.publish(messages.point_cloud(stamp, self.map_frame, points, FIELDS))
+                                                      grid.to_occupancy(), grid.origin,
+                                                      grid.resolution))
+        self.cloud_pub.publish(messages.point_cloud(stamp, self.map_frame, layer.points,
+                                                    FIELDS))
         sources = PoseArray()
         sources.header.stamp, sources.header.frame_id = stamp, self.map_frame
-        for s in fit.sources if fit is not None else []:
+        for s in layer.fit.sources if layer.fit is not None else []:
             pose = Pose()
             pose.position.x, pose.position.y, pose.position.z = s.position
             pose.orientation.w = 1.0
             sources.poses.append(pose)
         self.sources_pub.publish(sources)
-        found = len(sources.poses)
-        self._status = ("OK", f"map of {n} readings, {found} source(s) located, peak "
-                              f"{float(dmap.dose.max()):.1f} uSv/h")
+        self._status = ("OK", f"map of {n} readings, {len(sources.poses)} source(s) located, "
+                              f"peak {layer.peak:.1f} uSv/h")
 
     def _diagnostics(self) -> None:
         level, message = self._status

@@ -13,6 +13,7 @@ from ilrs_robots.core.dose_layer import (
     DoseSample,
     SampleLog,
     build_dose_map,
+    compute_layer,
     dose_cost,
     map_axes,
     overlay_max,
@@ -98,6 +99,26 @@ def test_the_survey_finds_the_source_and_costs_rise_towards_it() -> None:
     lethal = dose_cost(dmap, low=2.0, high=200.0, lethal=100.0)
     assert lethal[int(np.argmin(abs(ys))), int(np.argmin(abs(xs - 6.0)))] == LETHAL
     assert (lethal >= LETHAL).sum() < 0.1 * lethal.size
+
+
+def test_compute_layer_gives_the_grid_points_and_sources_of_one_update() -> None:
+    layer = compute_layer(surveyed(), 1.0, margin=4.0, max_sources=2, low=2.0, high=200.0)
+    grid = layer.grid
+    rows, cols = grid.shape
+    assert layer.points.shape == (rows * cols, 5)
+    # the points are the cells' centres, row by row, with the map's dose rates
+    x0, y0 = grid.cell_to_world(0, 0)
+    assert layer.points[0, :2] == pytest.approx([x0, y0])
+    assert layer.points[cols, :2] == pytest.approx(grid.cell_to_world(1, 0))
+    assert layer.peak == pytest.approx(float(layer.points[:, 3].max()))
+    assert (layer.points[:, 4] > 0).all()
+    # the cost grid is the points' dose rates on the cost scale: highest at the peak
+    peak_cell = np.unravel_index(int(np.argmax(layer.points[:, 3])), (rows, cols))
+    assert grid.cost[peak_cell] == pytest.approx(float(np.nanmax(grid.cost)))
+    assert layer.fit is not None
+    assert math.dist(layer.fit.sources[0].position[:2], SOURCE[:2]) < 0.5
+    with pytest.raises(ValueError, match="low < high"):
+        compute_layer(surveyed(), 1.0, low=5.0, high=5.0)
 
 
 def test_dose_cost_refuses_a_scale_that_does_not_rise() -> None:
