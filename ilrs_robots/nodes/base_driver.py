@@ -75,8 +75,9 @@ class BaseDriver(Node):
         self.base.start()
         self.get_logger().info(f"driving {len(p['wheels'])} wheels through RoboClaws "
                                f"{self.base.addresses} on {p['port']} at {p['baud']} baud "
-                               f"(serial timeout {p['serial_timeout']:g} s, cmd_vel as "
-                               f"{cmd_type})")
+                               f"(replies within {p['request_timeout']:g} s x "
+                               f"{p['retries']}, controllers' serial timeout "
+                               f"{p['serial_timeout']:g} s, cmd_vel as {cmd_type})")
 
     def _declare_all(self) -> dict:
         d = self

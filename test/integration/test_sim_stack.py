@@ -15,25 +15,22 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
+from sim_support import rover_nodes, start
 
 from ilrs_robots.runner.missions import Leg, LegDriver, at_rest, odom_pose
-from ilrs_robots.runner.processes import Supervisor
 from ilrs_robots.runner.ros_client import RosClient, wait_until
-from ilrs_robots.runner.stacks import load_stack
 
 W, H = 320, 240
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """sim (flat test world, 2x real time, small images) and base_driver, for the module."""
+    """sim (flat test world, 2x real time, small images) and base_driver, for the module:
+    these tests need no more, and the rest of the stack would only load the machine."""
     run_dir = tmp_path_factory.mktemp("run")
-    spec = load_stack("rover", "sim", str(run_dir))
-    sim = next(n for n in spec.nodes if n.executable == "sim")
-    sim.parameters.update(world="test_flat", rate=2.0, stereo_rate=4.0, mast_rate=2.0,
-                          camera_width=W, camera_height=H)
-    sup = Supervisor(spec.nodes, dict(os.environ), run_dir / "logs", say=lambda _: None)
-    sup.start()
+    nodes = rover_nodes(run_dir, ("sim", "base_driver"), stereo_rate=4.0, mast_rate=2.0,
+                        camera_width=W, camera_height=H)
+    sup = start(nodes, run_dir)
     ros = RosClient("sim_test")
     yield sup, ros
     ros.close()
