@@ -61,6 +61,12 @@ class EkfConfig:
     wheel_speed_sigma: float = 0.02  # m/s
     wheel_yaw_rate_sigma: float = 0.08  # rad/s (skid steering is a poor yaw sensor)
     zero_velocity_sigma: float = 0.003  # m/s and rad/s, when the wheels stand still
+    # ... and the gyro agrees: its rate, less the bias, within this (rad/s; plus 3 sigma of
+    # the bias). Wheel odometry
+    # that lags the gyro (a busy base driver, its stamps late) says "at rest" while a turn
+    # has begun; clamped to zero then, the yaw rate lost the turn's first moments and the
+    # bias took the gyro's reading (0.1 s of lag: 19 deg off after six turns in place)
+    zero_velocity_gyro_gate: float = 0.02
     gyro_sigma: float = 0.002  # rad/s per sample
     slip_speed_sigma: float = 1.0  # m/s, the wheels' speed noise while slipping
     initial_gyro_bias_sigma: float = 0.005  # rad/s
@@ -326,7 +332,8 @@ class RoverEKF:
     def update_wheel_odometry(self, stamp: float, speed: float, yaw_rate: float) -> bool:
         """Fuse the base's wheel odometry (forward speed m/s, yaw rate rad/s, as in the
         twist of ``odom``). Wheels at rest clamp speed and yaw rate to zero (and so observe
-        the gyro bias); while slipping, the wheel speed is all but ignored."""
+        the gyro bias) while the gyro agrees that the rover is not turning; while slipping,
+        the wheel speed is all but ignored."""
         prev = self._wheel_stamp
         self._wheel_stamp = stamp
         self.predict(stamp)
@@ -335,7 +342,7 @@ class RoverEKF:
         self._wheel_since_clone += speed * dt
         self._track_yaw_slip(yaw_rate)
         H = np.zeros((2, N_STATE))
-        if abs(speed) < 1e-4 and abs(yaw_rate) < 1e-4:
+        if abs(speed) < 1e-4 and abs(yaw_rate) < 1e-4 and self._gyro_still():
             H[0, V] = H[1, W] = 1.0
             innov = -self.x[[V, W]]
             R = np.eye(2) * c.zero_velocity_sigma ** 2
@@ -353,6 +360,15 @@ class RoverEKF:
         # took the difference (a turn in place of 2 rad left the heading 5-12 deg off)
         return self._update(innov, H, np.diag([sv ** 2, sw ** 2]),
                             consider=(BIAS, *POSE_STATES))
+
+    def _gyro_still(self) -> bool:
+        """True when the gyro's last yaw rate, less the bias, says the rover is not turning
+        (or there is no gyro); the gate widens by the bias's own uncertainty, so that a
+        large bias not yet learned is still learned at rest."""
+        if self._last_gyro is None:
+            return True
+        gate = self.config.zero_velocity_gyro_gate + 3.0 * self.gyro_bias_sigma
+        return abs(self._last_gyro - self.x[BIAS]) <= gate
 
     def update_imu(self, stamp: float, accel: np.ndarray, gyro: np.ndarray) -> bool:
         """Fuse one IMU sample: specific force (m/s^2) and body rates (rad/s) in base_link
