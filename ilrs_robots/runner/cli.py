@@ -198,6 +198,19 @@ def sim_overrides(args: argparse.Namespace, world: str) -> dict[str, dict]:
     return {"sim": sim, "terrain_mapper": {"input": "depth"}}
 
 
+def with_round(overrides: dict[str, dict], rnd: object | None, out: Path,
+               run_dir: Path) -> dict[str, dict]:
+    """The stack's overrides, with the inspection node's folders for the mission's round:
+    reports and baselines under ``out``/inspection (a later mission compares its photos with
+    the first's), progress in the run directory (a new mission starts its round afresh)."""
+    if rnd is None:
+        return overrides
+    folder = out.resolve() / "inspection"
+    return dict(overrides, inspection={
+        "report_dir": str(folder / "reports"), "baseline_dir": str(folder / "baselines"),
+        "state_dir": str(run_dir.resolve() / "inspection" / "state")})
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     """`ilrs sim`: the traverse by NavigateToPose, or (--scripted) the cmd_vel route."""
     if args.scripted:
@@ -216,7 +229,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         world = resolve_world(args.world)
         world_data = load_world(world)
         goals = mission_goals(world_data, args.scale)
-    except (StackError, ValueError) as exc:
+        rnd, no_round = inspect_cli.mission_round(args.inspect, world_data)
+    except (StackError, ValueError) as exc:  # a malformed round is a ValueError (RoundError)
         say(str(exc))
         return 2
     out = Path(args.out)
@@ -230,10 +244,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
         overrides["sim"].update(printer_speedup=float(args.print_speedup))
     elif args.print_design:
         say(f"world {world_data.name!r} has no construction_site: no construction leg")
+    if rnd is not None:
+        overrides["sim"]["mast_rate"] = 1.0  # photos and gauges want fresh mast images
+    else:
+        say(f"no inspection round: {no_round}")
     watch = None
+    round_code, round_result = None, None
     with tempfile.TemporaryDirectory(prefix="ilrs-") as tmp, \
-            running_stack("site" if printing else "rover", "sim", Path(args.run_dir or tmp),
-                          args.domain_id, overrides) as sup, \
+            running_stack("site" if printing else "rover", "sim",
+                          (run_dir := Path(args.run_dir or tmp)), args.domain_id,
+                          with_round(overrides, rnd, out, run_dir)) as sup, \
             Traverse("rover1", say=say) as trav:
         missing = trav.wait_until_ready(timeout=args.wait)
         if missing is not None:
@@ -264,6 +284,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
                     say(line)
                 if not report.succeeded:
                     break
+            if rnd is not None and len(reports) == len(goals) and reports[-1].succeeded:
+                say(f"inspection: round {rnd.name} at {rnd.site}, {len(rnd.points)} points")
+                round_code, round_result = inspect_cli.run_round(
+                    trav.ros, "rover1", inspect_cli.goal_round(rnd.source), wait=args.wait,
+                    out=say)
+                if round_code == inspect_cli.EXIT_INTERRUPTED:
+                    if watch is not None:
+                        watch.cancel()
+                    return 130
             if watch is not None and watch.report.accepted:
                 if not watch.finished():
                     say(f"waiting up to {args.print_wait:g} s for the print to finish")
@@ -297,6 +326,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     say(f"  hazards on the final costmap: {len(known)} lethal cells known from the prior map, "
         f"{len(found)} found on the way")
     say(f"  track picture: {picture}")
+    if round_result is not None:
+        say(f"  inspection round {rnd.name}: "
+            f"{'completed' if round_code == 0 else 'FAILED'}, {len(round_result.findings)} "
+            f"finding(s), report {round_result.report_path or '(none)'}")
     if watch is not None:
         for line in watch.report.describe():
             say(f"  {line}")
@@ -307,6 +340,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return 1
     if watch is not None and not watch.report.succeeded:
         say("mission failed: the construction leg did not complete its print")
+        return 1
+    if rnd is not None and round_code != 0:
+        say(f"mission failed: the inspection round {rnd.name} did not complete")
         return 1
     say("mission complete")
     return 0
@@ -431,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the construction leg: the design builder1 prints at the world's "
                           "construction_site while the rover drives (default: the small "
                           "landing pad; '' for none)")
+    sim.add_argument("--inspect", default="reactor_round", metavar="ROUND",
+                     help="the inspection round the traverse ends with (a file, or a name in "
+                          "config/inspection; default reactor_round, run where the world has "
+                          "its site; '' for none): progress, findings and the report's path "
+                          "are printed")
     sim.add_argument("--print-speedup", type=float, default=20.0,
                      help="the printer's moves run this many times faster than their feed "
                           "rates (default 20)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +48,97 @@ def describe_feedback(feedback: Any) -> str:
     return f"point {feedback.point}/{feedback.points_total}: {feedback.status}"
 
 
-def print_result(result: Any) -> int:
+def print_result(result: Any, out: Callable[[str], None] = say) -> int:
     """Print an InspectSite result; the exit code."""
     code = int(result.error_code)
     if result.report_path:
-        say(f"report: {result.report_path}")
+        out(f"report: {result.report_path}")
     findings = list(result.findings)
-    say(f"{len(findings)} finding(s)" + (":" if findings else ""))
+    out(f"{len(findings)} finding(s)" + (":" if findings else ""))
     for f in findings:
-        print(f"  {f}", flush=True)
+        out(f"  {f}")
     if code == 0:
-        say("round completed")
+        out("round completed")
         return 0
-    say(f"failed: {ERROR_NAMES.get(code, 'code')} ({code}): {result.error_msg}")
+    out(f"failed: {ERROR_NAMES.get(code, 'code')} ({code}): {result.error_msg}")
     return EXIT_FAILED
+
+
+def mission_round(name: str, world: Any) -> tuple[Any | None, str]:
+    """The round `ilrs sim` ends with in ``world`` (a loaded World): (the Round, "") when
+    ``name`` names one for this world, else (None, why there is none). A round file that
+    cannot be read or is malformed raises RoundError."""
+    from ilrs_robots.core.inspection.rounds import load_round
+
+    if not name.strip():
+        return None, "no inspection round asked for"
+    rnd = load_round(name)
+    if rnd.world is not None and rnd.world != world.name:
+        return None, f"round {rnd.name} is for world {rnd.world!r}, not {world.name!r}"
+    if rnd.site not in world.sites:
+        return None, f"world {world.name!r} has no site {rnd.site!r} for round {rnd.name}"
+    return rnd, ""
+
+
+def run_round(ros: Any, namespace: str, round_name: str, wait: float = 30.0,
+              timeout: float = 0.0, out: Callable[[str], None] = say
+              ) -> tuple[int, Any | None]:
+    """Run a round through ``ros`` (a RosClient) on ``<namespace>/inspect_site``, printing
+    each change of its feedback, then the report's path and the findings. (exit code as
+    `ilrs inspect` gives it, the InspectSite result or None). ``timeout`` > 0 cancels the
+    round after that many seconds; Ctrl-C cancels it (the rover stops) and gives 130."""
+    from rclpy.action import ActionClient
+
+    from ilrs_interfaces.action import InspectSite
+    from ilrs_robots.nodes.goal_requests import send_goal
+    from ilrs_robots.runner.ros_client import wait_until
+
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    client = ActionClient(ros.node, InspectSite, f"{ns}/inspect_site")
+    if not client.wait_for_server(timeout_sec=wait):
+        out(f"no inspection node answers on {ns}/inspect_site within {wait:g} s: is the "
+            f"stack running (ilrs run rover)?")
+        return EXIT_NO_NODE, None
+    latest: list[Any] = []
+    handle = send_goal(client, InspectSite.Goal(round=goal_round(round_name)),
+                       feedback_callback=lambda m: latest.append(m.feedback))
+    if handle is None:
+        out("the inspection node did not answer the goal")
+        return EXIT_FAILED, None
+    if not handle.accepted:
+        out("the inspection node rejected the goal")
+        return EXIT_FAILED, None
+    out(f"round {round_name} started")
+    done = handle.get_result_async()
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    shown = ""
+    try:
+        while not done.done():
+            if latest:
+                line = describe_feedback(latest[-1])
+                if line != shown:
+                    out(line)
+                    shown = line
+            if deadline is not None and time.monotonic() > deadline:
+                out(f"no result within {timeout:g} s: cancelling the round")
+                cancel = handle.cancel_goal_async()
+                wait_until(cancel.done, 10.0)
+                wait_until(done.done, 30.0)
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        out("interrupted: cancelling the round (the rover stops)")
+        cancel = handle.cancel_goal_async()
+        wait_until(cancel.done, 10.0)
+        wait_until(done.done, 30.0)
+        if done.done():
+            print_result(done.result().result, out)
+            return EXIT_INTERRUPTED, done.result().result
+        return EXIT_INTERRUPTED, None
+    if not done.done():
+        return EXIT_FAILED, None
+    result = done.result().result
+    return print_result(result, out), result
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -69,58 +147,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         say("ROUND must name a round file")
         return EXIT_BAD_INPUT
     os.environ.update(ros_environment(getattr(args, "domain_id", None)))
-    from rclpy.action import ActionClient  # after the environment is set
+    from ilrs_robots.runner.ros_client import RosClient  # after the environment is set
 
-    from ilrs_interfaces.action import InspectSite
-    from ilrs_robots.nodes.goal_requests import send_goal
-    from ilrs_robots.runner.ros_client import RosClient, wait_until
-
-    ns = "/" + args.namespace.strip("/") if args.namespace.strip("/") else ""
     ros = RosClient("ilrs_inspect_cli")
     try:
-        client = ActionClient(ros.node, InspectSite, f"{ns}/inspect_site")
-        if not client.wait_for_server(timeout_sec=args.wait):
-            say(f"no inspection node answers on {ns}/inspect_site within {args.wait:g} s: is "
-                f"the stack running (ilrs run rover)?")
-            return EXIT_NO_NODE
-        latest: list[Any] = []
-        handle = send_goal(client, InspectSite.Goal(round=goal_round(args.round)),
-                           feedback_callback=lambda m: latest.append(m.feedback))
-        if handle is None:
-            say("the inspection node did not answer the goal")
-            return EXIT_FAILED
-        if not handle.accepted:
-            say("the inspection node rejected the goal")
-            return EXIT_FAILED
-        say(f"round {args.round} started")
-        done = handle.get_result_async()
-        deadline = time.monotonic() + args.timeout if args.timeout > 0 else None
-        shown = ""
-        try:
-            while not done.done():
-                if latest:
-                    line = describe_feedback(latest[-1])
-                    if line != shown:
-                        say(line)
-                        shown = line
-                if deadline is not None and time.monotonic() > deadline:
-                    say(f"no result within {args.timeout:g} s: cancelling the round")
-                    cancel = handle.cancel_goal_async()
-                    wait_until(cancel.done, 10.0)
-                    wait_until(done.done, 30.0)
-                    break
-                time.sleep(0.1)
-        except KeyboardInterrupt:
-            say("interrupted: cancelling the round (the rover stops)")
-            cancel = handle.cancel_goal_async()
-            wait_until(cancel.done, 10.0)
-            wait_until(done.done, 30.0)
-            if done.done():
-                print_result(done.result().result)
-            return EXIT_INTERRUPTED
-        if not done.done():
-            return EXIT_FAILED
-        return print_result(done.result().result)
+        return run_round(ros, args.namespace, args.round, args.wait, args.timeout)[0]
     finally:
         ros.close()
 

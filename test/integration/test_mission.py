@@ -8,6 +8,7 @@ domain), so "reached" is judged by the truth, not by the mission's own report.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import yaml
 from nav_msgs.msg import Odometry
 
 from ilrs_robots.runner.ros_client import RosClient
@@ -27,6 +29,15 @@ from ilrs_robots.sim.world import load_world
 
 TOLERANCE = 0.5 + 0.1  # the navigator's goal tolerance, and a margin for settling
 SCALE = 0.6            # two legs of about 10 m and 8.5 m on test_flat
+# The round the short traverse ends with: one point 1 m past the last goal, a photo of the
+# depot's marker box (10 m east-south-east) and a radiation dwell.
+ROUND = {
+    "name": "depot_round", "site": "rover_depot", "world": "test_flat",
+    "keep_out_radius": 1.0, "dose_budget_usv": 5.0,
+    "points": [{"name": "marker_view", "pose": {"x": -1.0, "y": 4.8, "yaw_deg": -28.0},
+                "checks": [{"photo": {"target": "marker_box"}},
+                           {"radiation": {"dwell_s": 10.0}}]}],
+}
 
 
 @contextmanager
@@ -74,11 +85,13 @@ def test_short_traverse_reaches_each_goal_by_ground_truth_and_draws_the_picture(
     domain = str(int(os.environ["ROS_DOMAIN_ID"]) + 100)
     goals = mission_goals(load_world("test_flat"), SCALE)
     assert len(goals) == 2
+    round_file = tmp_path / "depot_round.yaml"
+    round_file.write_text(yaml.safe_dump(ROUND, sort_keys=False))
     with ros_in(domain) as ros:
         truth: list[Odometry] = []  # every message of the run: the whole track
         ros.node.create_subscription(Odometry, "/rover1/sim/ground_truth", truth.append, 50)
         code, out = run_sim(tmp_path, domain, "--world", "test_flat", "--scale", str(SCALE),
-                            "--every", "5", timeout=240)
+                            "--every", "5", "--inspect", str(round_file), timeout=360)
         track = [(m.pose.pose.position.x, m.pose.pose.position.y, m.twist.twist.linear.x)
                  for m in list(truth)]
     assert code == 0, f"{out[-4000:]}\n{logs(tmp_path)}"
@@ -93,8 +106,25 @@ def test_short_traverse_reaches_each_goal_by_ground_truth_and_draws_the_picture(
         nearest = min(math.hypot(x - goal.x, y - goal.y) for x, y, v in track if abs(v) < 0.02)
         assert nearest <= TOLERANCE, f"{goal.name}: {nearest:.2f} m\n{out[-3000:]}"
         assert f"{goal.name} ({goal.x:+.1f}, {goal.y:+.1f})" in out
+    # ... and ended with the inspection round at the depot: its report in out/inspection
+    assert "inspection: round depot_round at rover_depot, 1 points" in out, out[-3000:]
+    assert "point 1/1: " in out and "round completed" in out, out[-3000:]
+    report = next((tmp_path / "out" / "inspection" / "reports").rglob("report.json"), None)
+    assert report is not None, out[-3000:]
+    data = json.loads(report.read_text())
+    assert [p["name"] for p in data["points"]] == ["marker_view"]
+    assert all(p["reached"] for p in data["points"]), data
+    assert f"report {report.with_suffix('.html')}" in out, out[-2000:]
+    # the first photo of the marker is its baseline, kept with the mission's outputs: the
+    # only finding, for information
+    assert "inspection round depot_round: completed, 1 finding(s)" in out, out[-2000:]
+    baseline = tmp_path / "out" / "inspection" / "baselines" / "marker_box.png"
+    assert f"[info] photo at marker_view: no baseline of marker_box: this photo recorded as " \
+           f"{baseline}" in out, out[-2000:]
+    assert cv2.imread(str(baseline)) is not None
     end = track[-1]
-    assert math.hypot(end[0] - goals[-1].x, end[1] - goals[-1].y) <= TOLERANCE
+    assert math.hypot(end[0] - ROUND["points"][0]["pose"]["x"],
+                      end[1] - ROUND["points"][0]["pose"]["y"]) <= TOLERANCE
     # each leg printed its progress and, at its goal, the errors against the truth
     assert out.count("m to go, ETA") >= 2
     assert out.count("localization off by") >= 2
