@@ -229,7 +229,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         world = resolve_world(args.world)
         world_data = load_world(world)
         goals = mission_goals(world_data, args.scale)
-        rnd, no_round = inspect_cli.mission_round(args.inspect, world_data)
+        rnd, no_round = inspect_cli.mission_round(args.inspect, world_data,
+                                                  (goals[-1].x, goals[-1].y))
     except (StackError, ValueError) as exc:  # a malformed round is a ValueError (RoundError)
         say(str(exc))
         return 2

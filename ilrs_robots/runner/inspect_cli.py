@@ -16,6 +16,7 @@ Registered on `ilrs` by runner/cli.py (``python -m ilrs_robots.runner.cli inspec
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Callable
@@ -64,10 +65,12 @@ def print_result(result: Any, out: Callable[[str], None] = say) -> int:
     return EXIT_FAILED
 
 
-def mission_round(name: str, world: Any) -> tuple[Any | None, str]:
-    """The round `ilrs sim` ends with in ``world`` (a loaded World): (the Round, "") when
-    ``name`` names one for this world, else (None, why there is none). A round file that
-    cannot be read or is malformed raises RoundError."""
+def mission_round(name: str, world: Any, end: tuple[float, float] | None = None,
+                  reach: float = 50.0) -> tuple[Any | None, str]:
+    """The round `ilrs sim` ends with in ``world`` (a loaded World), its traverse ending at
+    ``end``: (the Round, "") when ``name`` names one for this world whose site lies within
+    ``reach`` m of ``end``, else (None, why there is none). A round file that cannot be read
+    or is malformed raises RoundError."""
     from ilrs_robots.core.inspection.rounds import load_round
 
     if not name.strip():
@@ -75,8 +78,14 @@ def mission_round(name: str, world: Any) -> tuple[Any | None, str]:
     rnd = load_round(name)
     if rnd.world is not None and rnd.world != world.name:
         return None, f"round {rnd.name} is for world {rnd.world!r}, not {world.name!r}"
-    if rnd.site not in world.sites:
+    site = world.sites.get(rnd.site)
+    if site is None:
         return None, f"world {world.name!r} has no site {rnd.site!r} for round {rnd.name}"
+    if end is not None:
+        far = math.dist(end, site.position)
+        if far > reach:
+            return None, (f"the traverse ends {far:.0f} m from {rnd.site} (more than "
+                          f"{reach:g} m), too far for round {rnd.name}")
     return rnd, ""
 
 

@@ -10,6 +10,7 @@ import yaml
 from ilrs_robots.core.inspection.rounds import RoundError
 from ilrs_robots.runner.cli import build_parser, with_round
 from ilrs_robots.runner.inspect_cli import mission_round
+from ilrs_robots.runner.traverse import mission_goals
 from ilrs_robots.sim.world import load_world
 
 
@@ -20,6 +21,17 @@ def test_the_reactor_round_is_run_in_its_world_only() -> None:
     rnd, why = mission_round("reactor_round", load_world("test_flat"))
     assert rnd is None and "is for world 'south_pole', not 'test_flat'" in why
     assert mission_round("", load_world("south_pole")) == (None, "no inspection round asked for")
+
+
+def test_the_round_waits_for_a_traverse_that_ends_at_its_site() -> None:
+    """A shortened traverse (``--scale``) ends far from the reactor: no round then."""
+    world = load_world("south_pole")
+    for scale, expected in ((1.0, True), (0.15, False)):
+        end = mission_goals(world, scale)[-1]
+        rnd, why = mission_round("reactor_round", world, (end.x, end.y))
+        assert (rnd is not None) == expected, why
+        if not expected:
+            assert why.startswith("the traverse ends ") and "from reactor_site" in why
 
 
 def test_a_round_at_a_site_the_world_lacks_is_skipped_and_a_bad_one_refused(
