@@ -29,8 +29,13 @@ VENDOR = ROOT.parent / "shared" / "vendor" / "ros2-launch"
 VENDORED = ("humble", "jazzy")
 
 # What `ros2 launch PACKAGE FILE ARGS...` does (ros2launch/command/launch.py), minus the CLI.
+# Ctrl-C is restored first, as a terminal's foreground job has it: a process started in the
+# background of a non-interactive shell inherits SIGINT ignored, and launch then never saw the
+# test's Ctrl-C while its nodes ended on it and were respawned.
 LAUNCHER = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ros2launch.api import get_share_file_path_from_package, launch_a_launch_file
 path = get_share_file_path_from_package(package_name="ilrs_robots", file_name=sys.argv[1])
 print("[harness] launching", path, "with", sys.argv[2:], flush=True)
