@@ -360,6 +360,10 @@ def test_a_session_is_recorded_to_mcap_and_served_to_foxglove(launcher, ros, tmp
     assert f"Foxglove (read-only) on ws://127.0.0.1:{fox_port}" in proc.output()
     odom_pub = ros.publisher(Odometry, "/rover1/odometry/filtered", 10)
     requests = ros.subscribe(MotionCommand, "/rover1/motion_commands/request")
+    # a command is published once (volatile): the console must know this subscription before
+    # the command crosses the link (under load, discovery took longer than the link's delay)
+    assert wait_until(lambda: ros.node.count_publishers("/rover1/motion_commands/request") > 0,
+                      30), ros.graph_report("/rover1/motion_commands/request")
     _, body = request(f"{base}/api/robots/rover1/commands", "POST",
                       {"kind": "turn", "angle_deg": 30}, login(base, "ops"))
 
