@@ -353,19 +353,22 @@ def test_a_session_is_recorded_to_mcap_and_served_to_foxglove(launcher, ros, tmp
     with socket.socket() as s:  # a free port for Foxglove
         s.bind(("127.0.0.1", 0))
         fox_port = s.getsockname()[1]
+    topic = "/rover1/motion_commands/request"
+    requests = ros.subscribe(MotionCommand, topic)
+    before = ros.node.count_publishers(topic)  # the module's console may publish there too
     proc = launcher.start("ground_console", parameters={
         "port": 0, "users_file": str(users), "audit_log": "", "robots": ["rover1"],
         "record_path": str(tmp_path / "session_{time}.mcap"), "foxglove_port": fox_port})
     base = console_url(proc.log_path)
     assert f"Foxglove (read-only) on ws://127.0.0.1:{fox_port}" in proc.output()
     odom_pub = ros.publisher(Odometry, "/rover1/odometry/filtered", 10)
-    requests = ros.subscribe(MotionCommand, "/rover1/motion_commands/request")
-    # a command is published once (volatile): the console must know this subscription before
-    # the command crosses the link (under load, discovery took longer than the link's delay)
-    assert wait_until(lambda: ros.node.count_publishers("/rover1/motion_commands/request") > 0,
-                      30), ros.graph_report("/rover1/motion_commands/request")
-    _, body = request(f"{base}/api/robots/rover1/commands", "POST",
-                      {"kind": "turn", "angle_deg": 30}, login(base, "ops"))
+    # a command is published once (volatile): this console's publisher must be discovered
+    # before the command crosses the link (under load, discovery outlasted the link's delay)
+    assert wait_until(lambda: ros.node.count_publishers(topic) > before, 30), \
+        ros.graph_report(topic)
+    status, body = request(f"{base}/api/robots/rover1/commands", "POST",
+                           {"kind": "turn", "angle_deg": 30}, login(base, "ops"))
+    assert status == 202, body
 
     sent_after_match = [0]
 
