@@ -13,7 +13,12 @@ How a job streams (:meth:`PrinterHost.print_job`):
   while it is full; one line always may go); an ``ok N<n>``
   (ADVANCED_OK) acknowledges every line up to ``n``, a plain ``ok`` the oldest one;
 * ``Resend: <n>`` means the firmware accepted everything up to ``n - 1``: sending resumes at
-  ``n`` (the ``ok`` that follows a resend request acknowledges nothing);
+  ``n`` (the ``ok`` that follows a resend request acknowledges nothing). Marlin flushes its
+  receive ring with the request, but the lines sent after ``n`` may still be on their way and
+  each is refused with the same request: line ``n`` goes alone until it is taken, and those
+  repeated requests are not answered with more copies (stale lines and copies together would
+  overflow the ring, and an overflow splices two lines into one that the 7-bit checksum
+  passes one time in 128); a copy lost in a flush is found by the lost-``ok`` probe;
 * ``busy:`` keep-alives hold the timeout off; when nothing arrives for ``ok_timeout`` with
   lines in flight (a lost ``ok``), the host does not resend: it sends a probe line numbered
   ``N0``, which the firmware refuses with ``Last Line: <n>`` and ``Resend: <n + 1>`` after
@@ -393,6 +398,7 @@ class _JobRun:
         self.resumed_from = 0
         self.replayed = 0  # settings lines replayed after a controller restart
         self.probing_since: float | None = None
+        self.resync: int | None = None  # the line resent on request, alone in flight till taken
         self.last_heard = time.monotonic()
         self.started = time.monotonic()
         self.last_progress = 0.0
@@ -583,7 +589,10 @@ class _JobRun:
         host = self.host
         if host._paused.is_set() or self.probing_since is not None:
             return
-        while self.next <= self.total and self.next - 1 - self.acked < host.window:
+        if self.resync is not None and self.acked >= self.resync:
+            self.resync = None
+        window = 1 if self.resync is not None else host.window
+        while self.next <= self.total and self.next - 1 - self.acked < window:
             n = self.next
             try:
                 data = frame(n, self.job.commands[n - 1])
@@ -629,9 +638,13 @@ class _JobRun:
             if not 1 <= n <= self.total + 1:
                 raise PrintError(ErrorCode.NO_REPLY, f"the printer asked for line {n}, not "
                                  f"in this job of {self.total} lines")
+            self.skip_oks += 1  # the ok that follows the request acknowledges nothing
+            if self.resync == n and self.next == n + 1 and self.probing_since is None:
+                return  # a line sent before the resend was refused in its turn: the copy of
+                # n may still be taken, and a second copy could overflow the receive ring
             self.acked = n - 1
             self.next = n
-            self.skip_oks += 1
+            self.resync = n
             self.probing_since = None
             if n == self.total + 1:
                 self.done = True  # the firmware's own word: every line is accepted

@@ -33,6 +33,7 @@ MAX_COMMAND_LENGTH = 96  # Marlin's MAX_CMD_SIZE, terminator included
 ERR_LINE_NUMBER = "Line Number is not Last Line Number+1, Last Line: "
 ERR_CHECKSUM = "checksum mismatch, Last Line: "
 ERR_NO_CHECKSUM = "No Checksum with line number, Last Line: "
+ERR_NO_LINE_NUMBER = "No Line Number with checksum, Last Line: "
 MSG_BUSY_PROCESSING = "busy: processing"
 MSG_HALTED = "Printer halted. kill() called!"
 EMERGENCY_COMMANDS = ("M112", "M108", "M410")  # handled by the firmware on arrival
@@ -256,6 +257,8 @@ def check_line(line: FramedLine, last_number: int) -> tuple[int | None, str | No
     error text the firmware prints after ``Error:`` (a resend of ``last_number + 1`` follows).
     """
     if line.number is None:
+        if line.checksum is not None:  # a '*' without an 'N': a line number was garbled
+            return None, f"{ERR_NO_LINE_NUMBER}{last_number}"
         if line.command.upper().startswith("M110"):
             n = _m110_number(line.command)
             return (n if n is not None else last_number), None

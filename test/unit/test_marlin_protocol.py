@@ -13,6 +13,7 @@ from ilrs_robots.protocols.marlin import (
     ERR_CHECKSUM,
     ERR_LINE_NUMBER,
     ERR_NO_CHECKSUM,
+    ERR_NO_LINE_NUMBER,
     MarlinProtocolError,
     ReplyKind,
     Temperature,
@@ -92,9 +93,7 @@ def test_any_single_byte_change_is_refused(n: int, command: str, data) -> None:
     except MarlinProtocolError:
         return  # the firmware refuses it as a bad checksum
     last, error = check_line(line, n - 1)
-    if line.number is None:
-        return  # no line number left: the firmware takes it unchecked, as Marlin does
-    assert error is not None and last is None, raw
+    assert error is not None and last is None, raw  # a lost 'N' leaves a '*': refused too
 
 
 def test_check_line_rules() -> None:
@@ -107,6 +106,7 @@ def test_check_line_rules() -> None:
     assert check_line(parse_framed(reset_numbering(100)), 3) == (100, None)  # any number
     assert check_line(parse_framed(b"M110 N5"), 9) == (5, None)
     assert check_line(parse_framed(b"G28"), 9) == (9, None)  # unnumbered: unchecked
+    assert check_line(parse_framed(b"G8 G1 X1*58"), 9) == (None, f"{ERR_NO_LINE_NUMBER}9")
     assert parse_framed(b"N3 G1 X1 ; comment*12").command == "G1 X1"
 
 
