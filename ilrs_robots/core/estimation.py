@@ -21,6 +21,7 @@ but not its sum over a traverse.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,6 +169,8 @@ class RoverEKF:
         self._last_gyro: float | None = None
         self._wheel_stamp: float | None = None
         self._imu_stamp: float | None = None
+        # (from, to, yaw rate) of recent predictions: what a late gyro sample corrects
+        self._yaw_rates: deque[tuple[float, float, float]] = deque(maxlen=2000)
         self._imu_speed = 0.0  # the speed at the previous IMU sample (forward acceleration)
         self._imu_accel = 0.0  # smoothed forward acceleration (m/s^2)
         self._linear_slip = 0.0
@@ -276,9 +279,23 @@ class RoverEKF:
         if dt <= 0:
             return
         steps = max(1, int(math.ceil(dt / self.config.max_dt)))
+        self._yaw_rates.append((self.stamp, stamp, float(self.x[W])))
         for _ in range(steps):
             self._predict(dt / steps)
         self.stamp = stamp
+
+    def _predicted_turn(self, start: float, end: float) -> tuple[float, float]:
+        """(seconds covered, yaw integrated) by the predictions between ``start`` and
+        ``end``."""
+        covered = turned = 0.0
+        for a, b, rate in reversed(self._yaw_rates):
+            if b <= start:
+                break
+            overlap = min(b, end) - max(a, start)
+            if overlap > 0:
+                covered += overlap
+                turned += rate * overlap
+        return covered, turned
 
     def _predict(self, dt: float) -> None:
         c = self.config
@@ -378,6 +395,7 @@ class RoverEKF:
         # move it), and a zero step froze roll and pitch at their first reading
         prev = self._imu_stamp
         self._imu_stamp = stamp
+        behind = None if self.stamp is None else min(stamp, self.stamp)
         self.predict(stamp)
         dt = 0.0 if prev is None else min(max(0.0, stamp - prev), 1.0)
         v = float(self.x[V])
@@ -389,11 +407,20 @@ class RoverEKF:
         self.tilt.update(dt, accel, gyro, centripetal=v * float(self.x[W]), forward=forward)
         rate = self.tilt.yaw_rate(gyro)
         self._last_gyro = rate
+        consider = IMU_CONSIDER
+        if dt > 0 and behind is not None and behind > stamp - dt:
+            # the filter already went past (part of) this sample's interval on the wheels
+            # (a starved node takes its IMU late): that stretch was turned at the yaw rate
+            # of the time; turn it at the gyro's instead, and leave the heading out of the
+            # update (its correlation with the yaw rate spans the whole stretch ahead)
+            covered, turned = self._predicted_turn(stamp - dt, behind)
+            self.x[YAW] = wrap_angle(self.x[YAW] + (rate - self.x[BIAS]) * covered - turned)
+            consider = (*IMU_CONSIDER, YAW)
         H = np.zeros((1, N_STATE))
         H[0, W] = H[0, BIAS] = 1.0
         innov = np.array([rate - self.x[W] - self.x[BIAS]])
         return self._update(innov, H, np.array([[self.config.gyro_sigma ** 2]]),
-                            consider=IMU_CONSIDER)
+                            consider=consider)
 
     def vo_reference(self, stamp: float) -> None:
         """Take the current pose as the visual odometry reference at ``stamp`` (the camera

@@ -147,6 +147,12 @@ class Localizer:
         self._imu_seen = False
         self.max_wait = 1.0  # s to hold wheel (stamps) and camera (wall) data for the IMU
         self.wheel_fused = 0
+        # a starved node: IMU samples that came behind the filter's time (their rate missed
+        # the heading's integration), how far behind, and wheel measurements fused without
+        # waiting for the IMU
+        self.imu_late = 0
+        self.imu_late_max = 0.0
+        self.wheels_unwaited = 0
         self._clone_stamp: float | None = None  # label of the filter's VO reference clone
         self._clone_time: float | None = None  # filter time at which it was taken
         self._history: deque[tuple[float, float, float, float]] = deque(maxlen=1000)
@@ -201,6 +207,7 @@ class Localizer:
                 # wait for them, or the yaw over the gap is integrated at a stale rate
                 self._pending.append((stamp, speed, yaw_rate))
                 if stamp - self._pending[0][0] > self.max_wait:
+                    self.wheels_unwaited += len(self._pending)
                     self._flush_wheels(math.inf)  # the IMU went quiet: do not wait
             else:
                 self._wheel(stamp, speed, yaw_rate)
@@ -227,6 +234,10 @@ class Localizer:
         """Fuse one IMU sample (IMU axes; rotated into base_link)."""
         R = self._imu_rotation
         with self.lock:
+            now = self.ekf.stamp
+            if now is not None and stamp < now - 1e-3:
+                self.imu_late += 1
+                self.imu_late_max = max(self.imu_late_max, now - stamp)
             self._advance(stamp)
             self.ekf.update_imu(stamp, R @ np.asarray(accel), R @ np.asarray(gyro))
             self._corrected()

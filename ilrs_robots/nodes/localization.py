@@ -167,6 +167,7 @@ class LocalizationNode(Node):
         self._camera_key: tuple | None = None
         self._camera_missing = "no camera_info yet"
         self._last_vo_stamp = -math.inf
+        self._imu_late_seen = 0  # late IMU samples already reported on diagnostics
         self._slipping: bool | None = None
         self._odom_count = 0
         self._imu_count = 0
@@ -445,6 +446,12 @@ class LocalizationNode(Node):
             filt_level, filt_msg = "WARN", "no wheel odometry on 'odom' yet"
         elif self._imu_count == 0:
             filt_level, filt_msg = "WARN", "no IMU on 'imu/data' yet: wheels only"
+        elif self.loc.imu_late > self._imu_late_seen:
+            filt_level, filt_msg = "WARN", (
+                f"{self.loc.imu_late - self._imu_late_seen} IMU samples came up to "
+                f"{self.loc.imu_late_max:.2f} s behind the filter's time: the node is "
+                "starved, the heading integrates stale rates")
+            self.get_logger().warning(filt_msg, throttle_duration_sec=10.0)
         elif ekf.gyro_bias_sigma > self.bias_ready_sigma:
             filt_level, filt_msg = "WARN", (
                 f"learning the gyro bias (sigma {ekf.gyro_bias_sigma:.5f} rad/s > "
@@ -461,7 +468,10 @@ class LocalizationNode(Node):
              ("wheel_scale", f"{ekf.wheel_scale:.4f}"),
              ("wheel_yaw_scale", f"{ekf.wheel_yaw_scale:.4f}"),
              ("wheel_messages", self._odom_count), ("wheel_fused", self.loc.wheel_fused),
-             ("imu_messages", self._imu_count)])]
+             ("imu_messages", self._imu_count), ("imu_late", self.loc.imu_late),
+             ("imu_late_max_s", f"{self.loc.imu_late_max:.3f}"),
+             ("wheels_unwaited", self.loc.wheels_unwaited)])]
+        self._imu_late_seen = self.loc.imu_late
         rate = st.rate()
         last = st.last
         if not self.use_vo:

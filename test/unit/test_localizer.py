@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from ilrs_robots.core.estimation import increment_matrix
 from ilrs_robots.core.geometry import Pose2D
@@ -82,3 +83,48 @@ def test_a_camera_that_sees_no_motion_twice_is_fused_as_slip():
     t = drive(loc, vo, t, 2.0, 0.5, vo_steps=[(0.0, 0.0, 0.0)] * 10)
     assert loc.estimate().pose.x - x0 < 0.5  # the wheels said 1 m
     assert loc.stats.reasons["moves less than the wheels"] >= 1
+
+
+def test_a_starved_node_counts_late_imu_samples_and_wheels_fused_without_them():
+    """Wheels 1.5 s ahead of the IMU are fused without it (the IMU went quiet); the IMU
+    samples that then arrive behind the filter's time are counted, with how late they are."""
+    loc = Localizer(Pose2D(0.0, 0.0, 0.0))
+    g = np.array([0.0, 0.0, 1.62])
+    loc.imu(0.0, g, np.zeros(3))
+    for k in range(1, 31):  # 1.5 s of wheel odometry while the IMU's samples are queued
+        loc.wheel_odometry(0.05 * k, 0.2, 0.0, Pose2D(0.01 * k, 0.0, 0.0))
+    assert loc.wheels_unwaited > 0 and loc.imu_late == 0
+    for k in range(1, 11):  # the queued samples arrive at last
+        loc.imu(0.01 * k, g, np.zeros(3))
+    assert loc.imu_late == 10
+    assert 1.0 < loc.imu_late_max < 1.5  # the filter went on to the wheels flushed at 1.1 s
+    loc.imu(1.6, g, np.zeros(3))  # on time again
+    assert loc.imu_late == 10
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5])
+def test_a_turn_whose_imu_samples_come_late_keeps_its_heading(delay: float):
+    """A starved node takes the IMU ``delay`` s late while the wheels come on time: within
+    max_wait the wheels wait for it; beyond, the filter goes on with them and corrects each
+    stretch it turned at a stale rate when that stretch's gyro sample comes. The turn (0.9
+    rad at 0.3 rad/s, the wheels saying half of it, as skid steering does) ends on the
+    gyro's heading (18 deg off at 1.5 s without the correction)."""
+    loc = Localizer(Pose2D(0.0, 0.0, 0.0))
+    g = np.array([0.0, 0.0, 1.62])
+
+    def rate(t: float) -> float:
+        return 0.3 if 1.0 <= t < 4.0 else 0.0
+
+    imu = [(0.01 * k, rate(0.01 * k)) for k in range(801)]  # 8 s at 100 Hz
+    delivered = 0
+    for k in range(161):  # wheels at 20 Hz, on time
+        t = 0.05 * k
+        while delivered < len(imu) and imu[delivered][0] <= t - delay:
+            loc.imu(imu[delivered][0], g, np.array([0.0, 0.0, imu[delivered][1]]))
+            delivered += 1
+        loc.wheel_odometry(t, 0.0, 0.5 * rate(t), Pose2D(0.0, 0.0, 0.0))
+    for stamp, w in imu[delivered:]:
+        loc.imu(stamp, g, np.array([0.0, 0.0, w]))
+    late = delay > loc.max_wait
+    assert (loc.wheels_unwaited > 0) == late  # the case under test happened
+    assert math.degrees(abs(loc.ekf.pose.yaw - 0.9)) < (2.0 if late else 0.5)
