@@ -32,6 +32,7 @@ from ilrs_robots.core.visual_odometry import VOConfig
 from ilrs_robots.nodes import messages
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 from ilrs_robots.nodes.qos import LATCHED, TF_STATIC
+from ilrs_robots.nodes.service_call import call
 
 
 def seconds(stamp: Any) -> float:
@@ -65,13 +66,12 @@ def world_of_node(node: Node, target: str, timeout: float) -> str:
 
     client = node.create_client(GetParameters, f"{target.rstrip('/')}/get_parameters")
     try:
-        if not client.wait_for_service(timeout_sec=timeout):
+        result = call(client, GetParameters.Request(names=["world"]), timeout,
+                      wait=lambda f, s: rclpy.spin_until_future_complete(node, f, timeout_sec=s))
+        if result is None:
             raise ParameterError("world_from", f"names {target!r}, which did not answer "
                                  f"within {timeout:g} s")
-        future = client.call_async(GetParameters.Request(names=["world"]))
-        rclpy.spin_until_future_complete(node, future, timeout_sec=timeout)
-        result = future.result()
-        if result is None or not result.values or not result.values[0].string_value:
+        if not result.values or not result.values[0].string_value:
             raise ParameterError("world_from", f"names {target!r}, which has no 'world'")
         return result.values[0].string_value
     finally:

@@ -137,17 +137,14 @@ def parameter_values(ros: object, node: str, names: list[str], timeout: float = 
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
 
+    from ilrs_robots.nodes.service_call import call
+
     client = ros.node.create_client(GetParameters, f"{node}/get_parameters")
     try:
-        if not client.wait_for_service(timeout_sec=timeout):
+        response = call(client, GetParameters.Request(names=names), timeout)
+        if response is None:
             return None
-        future = client.call_async(GetParameters.Request(names=names))
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not future.done():
-            return None
-        values = [parameter_value_to_python(v) for v in future.result().values]
+        values = [parameter_value_to_python(v) for v in response.values]
         return dict(zip(names, [list(v) if isinstance(v, tuple | list) else v
                                 for v in values], strict=True))
     finally:
@@ -158,14 +155,11 @@ def declared_parameters(ros: object, node: str, timeout: float = 20.0) -> set[st
     """Every parameter name `node` declares (its list_parameters service), or None."""
     from rcl_interfaces.srv import ListParameters
 
+    from ilrs_robots.nodes.service_call import call
+
     client = ros.node.create_client(ListParameters, f"{node}/list_parameters")
     try:
-        if not client.wait_for_service(timeout_sec=timeout):
-            return None
-        future = client.call_async(ListParameters.Request())
-        deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return set(future.result().result.names) if future.done() else None
+        response = call(client, ListParameters.Request(), timeout)
+        return None if response is None else set(response.result.names)
     finally:
         ros.node.destroy_client(client)
