@@ -507,6 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         say(f"cannot start: {exc}")
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C while a command cleans up after the first
+        say("interrupted")
+        return 130
 
 
 if __name__ == "__main__":
