@@ -25,6 +25,7 @@ from std_srvs.srv import Trigger
 
 from ilrs_interfaces.action import FollowWaypoints, InspectSite, PrintStructure
 from ilrs_robots.console.commands import Command, CommandBook
+from ilrs_robots.nodes.service_call import call
 
 ACTIONS = {"waypoints": (FollowWaypoints, "follow_waypoints"),
            "inspect": (InspectSite, "inspect_site"),
@@ -176,16 +177,14 @@ class MissionClients:
                          name=f"trigger-{command.id}").start()
 
     def _call(self, command: Command, client: Any) -> None:
-        if not client.wait_for_service(timeout_sec=SERVER_WAIT):
+        # pause and resume are idempotent: a request whose reply was lost is sent again
+        try:
+            res = call(client, Trigger.Request(), SERVER_WAIT)
+        except Exception as exc:  # noqa: BLE001 - told to the operator, not raised in a thread
+            self._tell(command.id, "failed", str(exc))
+            return
+        if res is None:
             self._tell(command.id, "failed", f"no {command.kind} service on {command.robot} "
                        f"answered within {SERVER_WAIT:g} s")
             return
-
-        def answered(future: Any) -> None:
-            if future.exception() is not None:
-                self._tell(command.id, "failed", str(future.exception()))
-                return
-            res = future.result()
-            self._tell(command.id, "done" if res.success else "refused", res.message)
-
-        client.call_async(Trigger.Request()).add_done_callback(answered)
+        self._tell(command.id, "done" if res.success else "refused", res.message)

@@ -20,8 +20,8 @@ but not its sum over a traverse.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,7 @@ POSE_STATES = (X, Y, YAW, N_CORE, N_CORE + 1, N_CORE + 2)
 #: ... and the gyro not the position: it corrects the heading through its bias, whose error
 #: the heading has integrated
 IMU_CONSIDER = (X, Y, N_CORE, N_CORE + 1)
+YAW_HISTORY = 5.0  # s of predictions kept for late gyro samples; later ones are not corrected
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class EkfConfig:
     slip_min_yaw_rate: float = 0.05  # rad/s the wheels must turn for a yaw slip measurement
     yaw_slip_filter: float = 0.05  # weight per wheel sample of the yaw slip filter
     max_dt: float = 0.05  # s, longest prediction step (longer gaps are sub-stepped)
+    # s: a longer step forward is a jump of the clock (sim time beside wall time, a clock
+    # set), not motion: the filter's time moves without integrating it (counted)
+    max_gap: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -163,14 +167,17 @@ class RoverEKF:
         self.P = np.eye(N_STATE) * 1e-9
         self.z = 0.0
         self.stamp = stamp
+        self.time_jumps = 0  # steps forward longer than max_gap, taken without motion
         self._clone_stamp: float | None = None
         self._clone_tilt = (0.0, 0.0)
         self._wheel_since_clone = 0.0
         self._last_gyro: float | None = None
         self._wheel_stamp: float | None = None
         self._imu_stamp: float | None = None
-        # (from, to, yaw rate) of recent predictions: what a late gyro sample corrects
-        self._yaw_rates: deque[tuple[float, float, float]] = deque(maxlen=2000)
+        # (from, to, yaw rate) of the predictions of the last YAW_HISTORY seconds: what a late
+        # gyro sample corrects; the starts alone, for bisection
+        self._yaw_rates: list[tuple[float, float, float]] = []
+        self._yaw_starts: list[float] = []
         self._imu_speed = 0.0  # the speed at the previous IMU sample (forward acceleration)
         self._imu_accel = 0.0  # smoothed forward acceleration (m/s^2)
         self._linear_slip = 0.0
@@ -278,8 +285,16 @@ class RoverEKF:
         dt = stamp - self.stamp
         if dt <= 0:
             return
+        if dt > self.config.max_gap:
+            self.time_jumps += 1
+            self.stamp = stamp
+            return
         steps = max(1, int(math.ceil(dt / self.config.max_dt)))
         self._yaw_rates.append((self.stamp, stamp, float(self.x[W])))
+        self._yaw_starts.append(self.stamp)
+        if stamp - self._yaw_starts[0] > 2 * YAW_HISTORY:  # drop the older half
+            keep = bisect.bisect_left(self._yaw_starts, stamp - YAW_HISTORY)
+            del self._yaw_rates[:keep], self._yaw_starts[:keep]
         for _ in range(steps):
             self._predict(dt / steps)
         self.stamp = stamp
@@ -288,7 +303,8 @@ class RoverEKF:
         """(seconds covered, yaw integrated) by the predictions between ``start`` and
         ``end``."""
         covered = turned = 0.0
-        for a, b, rate in reversed(self._yaw_rates):
+        for i in range(bisect.bisect_left(self._yaw_starts, end) - 1, -1, -1):
+            a, b, rate = self._yaw_rates[i]
             if b <= start:
                 break
             overlap = min(b, end) - max(a, start)
@@ -408,7 +424,8 @@ class RoverEKF:
         rate = self.tilt.yaw_rate(gyro)
         self._last_gyro = rate
         consider = IMU_CONSIDER
-        if dt > 0 and behind is not None and behind > stamp - dt:
+        if dt > 0 and behind is not None and behind > stamp - dt \
+                and self.stamp - stamp < YAW_HISTORY:
             # the filter already went past (part of) this sample's interval on the wheels
             # (a starved node takes its IMU late): that stretch was turned at the yaw rate
             # of the time; turn it at the gyro's instead, and leave the heading out of the

@@ -470,7 +470,8 @@ class LocalizationNode(Node):
              ("wheel_messages", self._odom_count), ("wheel_fused", self.loc.wheel_fused),
              ("imu_messages", self._imu_count), ("imu_late", self.loc.imu_late),
              ("imu_late_max_s", f"{self.loc.imu_late_max:.3f}"),
-             ("wheels_unwaited", self.loc.wheels_unwaited)])]
+             ("wheels_unwaited", self.loc.wheels_unwaited),
+             ("time_jumps", ekf.time_jumps)])]
         self._imu_late_seen = self.loc.imu_late
         rate = st.rate()
         last = st.last

@@ -128,3 +128,21 @@ def test_a_turn_whose_imu_samples_come_late_keeps_its_heading(delay: float):
     late = delay > loc.max_wait
     assert (loc.wheels_unwaited > 0) == late  # the case under test happened
     assert math.degrees(abs(loc.ekf.pose.yaw - 0.9)) < (2.0 if late else 0.5)
+
+
+def test_imu_samples_from_another_clock_are_not_corrected_and_stay_cheap():
+    """IMU stamps of sim time beside wheel stamps of wall time (a node left without
+    use_sim_time): the filter's step to the wheels' time is a clock jump, not 1.8e9 s of
+    motion in 0.05 s sub-steps (the node hung there and never answered its parameter
+    service), and the IMU, late by decades, is fused without the late correction."""
+    loc = Localizer(Pose2D(0.0, 0.0, 0.0))
+    g = np.array([0.0, 0.0, 1.62])
+    loc.imu(0.01, g, np.zeros(3))
+    for k in range(60):  # wall-clock wheels, flushed after max_wait
+        loc.wheel_odometry(1.8e9 + 0.05 * k, 0.0, 0.0, Pose2D(0.0, 0.0, 0.0))
+    assert loc.ekf.time_jumps == 1
+    yaw = loc.ekf.pose.yaw
+    for k in range(2, 2000):
+        loc.imu(0.01 * k, g, np.array([0.0, 0.0, 0.3]))
+    assert loc.imu_late == 1998
+    assert abs(loc.ekf.pose.yaw - yaw) < 0.01  # no stretch of decades re-turned
