@@ -19,7 +19,14 @@ from ilrs_robots.core.construction.slicer import (
     slice_design,
     write_gcode,
 )
-from ilrs_robots.drivers.printer import ErrorCode, JobResult, PrinterHost, PrintJob, Progress
+from ilrs_robots.drivers.printer import (
+    PROBE,
+    ErrorCode,
+    JobResult,
+    PrinterHost,
+    PrintJob,
+    Progress,
+)
 from ilrs_robots.sim.devices.printer_emulator import PrinterEmulator
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
@@ -93,8 +100,10 @@ def test_berm_prints_exactly_once_through_corrupted_lines_and_lost_oks(
         assert outcome.error_code == ErrorCode.NONE, outcome
         assert emu.lines_corrupted > 0 and emu.oks_lost > 0  # the faults happened
         # resends never overflow the receive ring (an overflow splices two lines into one,
-        # which Marlin's 7-bit checksum passes one time in 128)
-        assert emu.bytes_dropped == 0
+        # which Marlin's 7-bit checksum passes one time in 128; the old host dropped 118 to
+        # 291 bytes a run). Only a lost-ok probe may, under load, while refused lines are
+        # still queued (2 bytes once in CI): its head is N0, which no firmware accepts.
+        assert emu.bytes_dropped <= len(PROBE) * outcome.probes
         wait_for(lambda: finished(emu, job), state=lambda: emulator_state(emu, job))
         assert emu.executed_numbers() == list(range(1, len(job.commands) + 1))
         assert job_commands_executed(emu) == job.commands  # none lost, twice, or reordered
