@@ -48,6 +48,7 @@ from ilrs_robots.nodes.params import ParameterError, declare, run_node
 from ilrs_robots.nodes.qos import LATCHED, MOTION_STATUSES
 
 KINDS = ("rover", "builder")
+LISTENER_POLL = 0.1  # s between looks for a motion command's subscriber
 
 
 def parse_robots(entries: list[str]) -> list[dict]:
@@ -112,6 +113,10 @@ class GroundConsole(Node):
                            "non-empty", read_only=True)
         fox_port = declare(d, "foxglove_port", 0, "Port of the read-only Foxglove WebSocket "
                            "server; 0: none", range=(0, 65535), read_only=True)
+        self.listener_wait = declare(d, "listener_wait", 20.0, "Seconds a motion command "
+                                     "waits on the robot's side for a subscriber (it is "
+                                     "published once) before it fails", range=(0.0, 600.0),
+                                     read_only=True)
         try:
             self.robot_list = parse_robots(entries)
             users = UserStore.load(users_file)
@@ -270,8 +275,10 @@ class GroundConsole(Node):
         self.delays.at(at, lambda: self._arrive(command))
         return command
 
-    def _arrive(self, command: Command) -> None:
-        """On the robot's side of the link: the command is published there."""
+    def _arrive(self, command: Command, since: float | None = None) -> None:
+        """On the robot's side of the link: the command is published there. A motion command
+        is published once (volatile, as a stale one must not run on a restarted rover), so it
+        waits up to `listener_wait` s for a matched subscriber, then fails naming the topic."""
         name, kind, p = command.robot, command.kind, command.params
         if kind in ("estop", "release"):
             self._publish(self.estop_pubs[name], f"/{name}/estop", Bool(data=kind == "estop"))
@@ -293,7 +300,18 @@ class GroundConsole(Node):
                             y=p.get("y", 0.0), linear=p.get("linear", 0.0),
                             angular=p.get("angular", 0.0), duration=p.get("duration", 0.0),
                             speed=p.get("speed", 0.0))
-        self._publish(self.command_pubs[name], f"/{name}/motion_commands/request", msg)
+        topic, publisher = f"/{name}/motion_commands/request", self.command_pubs[name]
+        if publisher.get_subscription_count() == 0:
+            now = time.time()
+            since = now if since is None else since
+            if now - since < self.listener_wait:
+                self.delays.at(now + LISTENER_POLL, lambda: self._arrive(command, since))
+            else:
+                self._reliable_downlink(lambda: self.book.update(
+                    command.id, "failed", f"nothing subscribes to {topic} on {name} "
+                    f"(waited {self.listener_wait:g} s): is its motion_commands node running?"))
+            return
+        self._publish(publisher, topic, msg)
 
     def _on_status(self, status: MotionCommandStatus) -> None:
         self.book.update(status.id, status.state, status.reason)

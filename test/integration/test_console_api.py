@@ -41,6 +41,7 @@ from ilrs_robots.nodes.qos import MOTION_STATUSES
 from ilrs_robots.runner.ros_client import LATCHED, Inbox, RosClient, wait_until
 
 DELAY = 0.5
+LISTENER_WAIT = 12.0  # s a motion command waits for its subscriber
 
 
 @dataclass
@@ -71,7 +72,8 @@ def console(module_launcher, tmp_path_factory) -> Iterator[Console]:
     users = write_users(folder)
     proc = module_launcher.start("ground_console", parameters={
         "port": 0, "users_file": str(users), "audit_log": str(folder / "audit.jsonl"),
-        "robots": ["rover1", "builder1:builder"], "link_delay": DELAY})
+        "robots": ["rover1", "builder1:builder", "rover2"], "link_delay": DELAY,
+        "listener_wait": LISTENER_WAIT})
     base = console_url(proc.log_path)
     with RosClient("console_test_robot") as ros:
         requests = ros.subscribe(MotionCommand, "/rover1/motion_commands/request")
@@ -114,6 +116,15 @@ def test_an_operators_drive_reaches_the_robot_after_the_delay_and_its_life_is_ke
     assert console.states("rover1", body["id"]) == ["sent", "received", "executing", "done"]
 
 
+def test_a_command_for_a_rover_whose_motion_commands_is_down_fails_naming_the_topic(console):
+    status, body = console.post("rover2", {"kind": "turn", "angle_deg": 45})
+    assert status == 202, body
+    assert wait_until(lambda: console.states("rover2", body["id"])[-1] == "failed",
+                      LISTENER_WAIT + DELAY + 30), console.command("rover2", body["id"])
+    reason = console.command("rover2", body["id"])["reason"]
+    assert "/rover2/motion_commands/request" in reason and "running" in reason, reason
+
+
 @pytest.mark.parametrize("body, fault", [
     ({"kind": "fly"}, "unknown kind"),
     ({"kind": "drive"}, "needs"),
@@ -143,7 +154,8 @@ def test_who_may_do_what(console):
     assert status == 403 and "viewer" in body["error"]
     assert request(f"{base}/api/estop", "POST", {}, token=viewer)[0] == 403
     status, body = request(f"{base}/api/robots", token=viewer)
-    assert status == 200 and [r["name"] for r in body["robots"]] == ["rover1", "builder1"]
+    names = [r["name"] for r in body["robots"]]
+    assert status == 200 and names == ["rover1", "builder1", "rover2"]
     assert body["link"]["delay"] == DELAY
     status, body = request(f"{base}/api/robots/rover7/commands", "POST", drive,
                            token=login(base, "ops"))
@@ -168,10 +180,10 @@ def test_the_audit_log_names_who_did_what(console):
 def test_estop_is_latched_on_every_robot_and_confirmed_by_the_base(console):
     status, body = request(f"{console.base}/api/estop", "POST", {},
                            login(console.base, "ops"))
-    assert status == 202 and len(body["ids"]) == 2
+    assert status == 202 and len(body["ids"]) == 3  # rover1, builder1, rover2
     for robot in ("rover1", "builder1"):
         assert console.estops[robot].wait_for(lambda m: m.data, timeout=30), robot
-    rover_id, builder_id = body["ids"]
+    rover_id, builder_id, _ = body["ids"]
     base_pub = console.ros.publisher(BaseStatus, "/rover1/base_status", 10)
     assert wait_until(lambda: console.states("builder1", builder_id)[-1] == "received", 30)
     assert console.states("rover1", rover_id)[-1] in ("sent", "received"), \
