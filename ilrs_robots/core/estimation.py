@@ -71,6 +71,15 @@ class EkfConfig:
     zero_velocity_gyro_gate: float = 0.02
     gyro_sigma: float = 0.002  # rad/s per sample
     slip_speed_sigma: float = 1.0  # m/s, the wheels' speed noise while slipping
+    # the rover moving further than its wheels turn is a skid: backing down a slope, a
+    # slide with the wheels held; no wheel sees it. Its ratio (the share of visual
+    # odometry's step the wheels did not roll) raises a flag with slip_on / slip_off; while
+    # it is up the wheels' speed counts as while slipping, nothing clamps the speed to zero,
+    # and the position may move by this much (m/s, a random walk) beyond the motion model,
+    # so that visual odometry carries the slide (backing down the crater rim the filter
+    # followed the wheels, 0.06 m/s, while the rover slid at 0.19: 4 m off in 3 minutes)
+    skid_noise: float = 0.2  # m/s /sqrt(s); 0: skids are not modelled
+    skid_min_slope: float = math.radians(3.0)  # rad: on flatter ground nothing skids
     initial_gyro_bias_sigma: float = 0.005  # rad/s
     initial_scale_sigma: float = 0.05
     initial_yaw_scale_sigma: float = 0.3
@@ -102,6 +111,8 @@ class SlipStatus:
     slipping: bool
     linear_ratio: float
     yaw_ratio: float
+    skid_ratio: float = 0.0  # 1 - wheel travel / visual odometry's (0 rolling, 1 sliding)
+    skidding: bool = False  # the rover moves further than its wheels (EkfConfig.skid_noise)
 
 
 class TiltFilter:
@@ -183,6 +194,8 @@ class RoverEKF:
         self._linear_slip = 0.0
         self._yaw_slip = 0.0
         self._slipping = False
+        self._skid = 0.0
+        self._skidding = False
         c = self.config
         self.x[SCALE] = self.x[YAW_SCALE] = 1.0
         self.P[BIAS, BIAS] = c.initial_gyro_bias_sigma ** 2
@@ -274,7 +287,8 @@ class RoverEKF:
     @property
     def slip(self) -> SlipStatus:
         """The current slip ratio and flag (see SlipStatus)."""
-        return SlipStatus(self._linear_slip, self._slipping, self._linear_slip, self._yaw_slip)
+        return SlipStatus(self._linear_slip, self._slipping, self._linear_slip, self._yaw_slip,
+                          self._skid, self._skidding)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, stamp: float) -> None:
@@ -332,6 +346,9 @@ class RoverEKF:
         q = np.zeros(N_STATE)
         q[X] = q[Y] = c.position_noise ** 2 * dt + turn_slide_variance(
             float(s[W]), float(v), dt, c)
+        if self._skidding:
+            q[X] += c.skid_noise ** 2 * dt
+            q[Y] += c.skid_noise ** 2 * dt
         q[YAW] = c.heading_noise ** 2 * dt
         q[V] = c.accel_noise ** 2 * dt
         q[W] = c.yaw_accel_noise ** 2 * dt
@@ -375,7 +392,8 @@ class RoverEKF:
         self._wheel_since_clone += speed * dt
         self._track_yaw_slip(yaw_rate)
         H = np.zeros((2, N_STATE))
-        if abs(speed) < 1e-4 and abs(yaw_rate) < 1e-4 and self._gyro_still():
+        if (abs(speed) < 1e-4 and abs(yaw_rate) < 1e-4 and self._gyro_still()
+                and not self._skidding):
             H[0, V] = H[1, W] = 1.0
             innov = -self.x[[V, W]]
             R = np.eye(2) * c.zero_velocity_sigma ** 2
@@ -386,7 +404,7 @@ class RoverEKF:
         H[1, YAW_SCALE] = self.x[W]
         innov = np.array([speed - self.x[SCALE] * self.x[V],
                           yaw_rate - self.x[YAW_SCALE] * self.x[W]])
-        sv = c.slip_speed_sigma if self._slipping else c.wheel_speed_sigma
+        sv = c.slip_speed_sigma if self._slipping or self._skidding else c.wheel_speed_sigma
         sw = c.slip_speed_sigma if self._slipping else c.wheel_yaw_rate_sigma
         # the gyro's bias is not learned from the wheels' turn rate: skid steering turns at
         # half the wheels' rate, or less, and while the yaw scale is still unsure the bias
@@ -490,6 +508,7 @@ class RoverEKF:
         innov = np.array([dx, dy, dyaw]) - pred
         innov[2] = wrap_angle(innov[2])
         slip_now = self._track_linear_slip(dx)
+        self._track_skid(math.hypot(dx, dy))
         # a stall makes the camera disagree with the wheels beyond the gate: the camera wins
         gate = None if slip_now >= self.config.slip_on else self.config.vo_gate
         ok = self._update(innov, H, R, gate=gate)
@@ -507,6 +526,22 @@ class RoverEKF:
         self._linear_slip += c.slip_filter * (ratio - self._linear_slip)
         self._update_flag()
         return ratio
+
+    def _track_skid(self, vo_distance: float) -> None:
+        c = self.config
+        if c.skid_noise <= 0:
+            return
+        wheel = abs(self._wheel_since_clone) / max(self.x[SCALE], 0.5)
+        level = math.cos(self.tilt.roll) * math.cos(self.tilt.pitch)  # cos of the tilt
+        if vo_distance >= c.slip_min_distance and level <= math.cos(c.skid_min_slope):
+            ratio = float(np.clip(1.0 - wheel / vo_distance, 0.0, 1.0))
+        else:
+            ratio = 0.0
+        self._skid += c.slip_filter * (ratio - self._skid)
+        if self._skid >= c.slip_on:
+            self._skidding = True
+        elif self._skid <= c.slip_off:
+            self._skidding = False
 
     def _track_yaw_slip(self, wheel_yaw_rate: float) -> None:
         c = self.config

@@ -31,6 +31,10 @@ from ilrs_robots.core.geometry import Pose2D, wrap_angle
 from ilrs_robots.core.stereo import StereoRig, pose_matrix
 from ilrs_robots.core.visual_odometry import StereoVisualOdometry, VOConfig, VOResult
 
+#: a camera step beyond the wheels' down a slope (EkfConfig.skid_min_slope or steeper) may
+#: be a skid when its excess over the wheels is no faster than this (m/s)
+SKID_MAX_SPEED = 0.5
+
 
 def transform_matrix(xyz: tuple[float, float, float] | np.ndarray,
                      xyzw: tuple[float, float, float, float] | np.ndarray) -> np.ndarray:
@@ -334,6 +338,9 @@ class Localizer:
         if miss <= tol:
             self._disagreed = False
             return ""
+        if self._downhill(dx - pred[0], dy - pred[1], res.stamp_to - res.stamp_from):
+            self._disagreed = False
+            return ""  # a skid down the slope: the filter judges it (EkfConfig.skid_noise)
         along = dx if pred[0] >= 0.0 else -dx  # in the direction the wheels rolled
         if abs(dy - pred[1]) > tol or along > abs(pred[0]) or along < -tol:
             # sideways, further than the wheels rolled, or back against them: slip only
@@ -344,6 +351,20 @@ class Localizer:
             return ""  # shorter than the wheels twice in a row: let the filter judge (slip)
         self._disagreed = True
         return f"moves less than the wheels: by {miss:.3f} m (held once for confirmation)"
+
+    def _downhill(self, ex: float, ey: float, span: float) -> bool:
+        """True when the camera's motion beyond the wheels' (``ex``, ``ey``: m, in the
+        level frame of the step's start heading) points down the slope the IMU measures
+        (within 45 deg, on EkfConfig.skid_min_slope or more) at no more than SKID_MAX_SPEED: the
+        rover skids there further than its wheels turn, which only the camera sees."""
+        roll, pitch = self.ekf.tilt.roll, self.ekf.tilt.pitch
+        down = (math.sin(pitch) * math.cos(roll), -math.sin(roll))  # downhill, level frame
+        slope = math.hypot(*down)
+        excess = math.hypot(ex, ey)
+        if (slope < math.sin(self.ekf.config.skid_min_slope)
+                or excess > SKID_MAX_SPEED * max(span, 0.0)):
+            return False
+        return ex * down[0] + ey * down[1] >= math.cos(math.radians(45.0)) * excess * slope
 
     def _too_late(self, res: VOResult) -> str:
         """Why an increment is not fused because it came too late or too seldom (a busy

@@ -169,6 +169,7 @@ class LocalizationNode(Node):
         self._last_vo_stamp = -math.inf
         self._imu_late_seen = 0  # late IMU samples already reported on diagnostics
         self._slipping: bool | None = None
+        self._skidding = False
         self._odom_count = 0
         self._imu_count = 0
         self._imu_mounted = False
@@ -433,6 +434,14 @@ class LocalizationNode(Node):
                 self.get_logger().warning(f"wheel slip: ratio {est.slip.ratio:.2f}")
             else:
                 self.get_logger().info("wheel slip over")
+        if est.slip.skidding != self._skidding:
+            self._skidding = est.slip.skidding
+            if est.slip.skidding:
+                self.get_logger().warning(f"skidding: the rover moves further than its wheels "
+                                          f"(ratio {est.slip.skid_ratio:.2f}); following the "
+                                          "camera")
+            else:
+                self.get_logger().info("skid over")
 
     def _publish_diagnostics(self) -> None:
         est = self.loc.estimate()
@@ -501,11 +510,18 @@ class LocalizationNode(Node):
              ("last_refusal", st.last_reason or "-"),
              *((f"refused: {k}", v) for k, v in sorted(st.reasons.items()))]))
         slip = est.slip
+        if slip.slipping:
+            text = f"slipping (ratio {slip.ratio:.2f})"
+        elif slip.skidding:
+            text = f"skidding: moving further than the wheels (ratio {slip.skid_ratio:.2f})"
+        else:
+            text = "rolling"
         status.append(messages.diagnostic(
-            f"{self.get_name()}: wheel slip", hw, "WARN" if slip.slipping else "OK",
-            f"slipping (ratio {slip.ratio:.2f})" if slip.slipping else "rolling",
+            f"{self.get_name()}: wheel slip", hw,
+            "WARN" if slip.slipping or slip.skidding else "OK", text,
             [("slip_ratio", f"{slip.ratio:.3f}"), ("linear_ratio", f"{slip.linear_ratio:.3f}"),
-             ("yaw_ratio", f"{slip.yaw_ratio:.3f}"), ("slipping", slip.slipping)]))
+             ("yaw_ratio", f"{slip.yaw_ratio:.3f}"), ("slipping", slip.slipping),
+             ("skid_ratio", f"{slip.skid_ratio:.3f}"), ("skidding", slip.skidding)]))
         array = DiagnosticArray(status=status)
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

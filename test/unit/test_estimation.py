@@ -345,6 +345,56 @@ def test_a_slide_during_a_turn_in_place_is_followed_through_visual_odometry():
     assert _err(stiff.pose, truth)[0] > 3 * pos
 
 
+def _skidding(config: EkfConfig, wheel_speed: float, body_velocity: tuple[float, float],
+              roll: float, pitch: float) -> tuple[RoverEKF, Pose2D, list[tuple[bool, bool]]]:
+    """15 s on a slope (``roll``, ``pitch``) moving at ``body_velocity`` (m/s, base_link x
+    and y, along the ground) while the wheels say ``wheel_speed`` and no turn: the gyro
+    reads zero, the accelerometer the tilt, stereo VO at 5 Hz the true increments."""
+    ekf = RoverEKF(config, Pose2D(0.0, 0.0, 0.0), stamp=0.0)
+    accel = _rot(roll, pitch, 0.0).T @ np.array([0.0, 0.0, G])
+    cov = np.diag([0.005 ** 2] * 3 + [0.002 ** 2] * 3)
+    level = _rot(roll, pitch, 0.0)  # base_link axes in map (heading 0)
+    step = level @ np.array([body_velocity[0], body_velocity[1], 0.0]) * 0.05
+    truth = np.zeros(3)
+    flags = []
+    ekf.vo_reference(0.0)
+    for k in range(1, 301):
+        t = k * 0.05
+        truth += step
+        ekf.update_imu(t, accel, np.zeros(3))
+        ekf.update_wheel_odometry(t, wheel_speed, 0.0)
+        if k % 4 == 0:
+            v = np.array([body_velocity[0], body_velocity[1], 0.0]) * 0.2
+            ekf.update_visual_odometry(t - 0.2, t, increment_matrix(*v[:2], 0.0, v[2]), cov)
+            flags.append((ekf.slip.skidding, ekf.slip.slipping))
+    return ekf, Pose2D(float(truth[0]), float(truth[1]), 0.0), flags
+
+
+@pytest.mark.parametrize("wheel_speed, body_velocity, roll, pitch", [
+    (-0.06, (-0.19, 0.0), 0.0, -0.25),  # backing down the crater rim, wheels a third
+    (0.0, (0.0, -0.12), 0.2, 0.0),  # a sideways slide with the wheels held
+])
+def test_a_skid_further_than_the_wheels_is_followed_through_visual_odometry(
+        wheel_speed, body_velocity, roll, pitch):
+    ekf, truth, flags = _skidding(EkfConfig(), wheel_speed, body_velocity, roll, pitch)
+    slid = math.hypot(truth.x, truth.y)
+    pos, yaw = _err(ekf.pose, truth)
+    assert slid > 1.5
+    assert pos < 0.1 * slid, f"slid {slid:.2f} m, estimate {pos:.2f} m off"
+    assert yaw < 0.5  # deg: the slide is not explained by a turn
+    assert any(skid for skid, _ in flags) and ekf.slip.skidding
+    assert not any(slip for _, slip in flags), "a skid is not 'the wheels turn in vain'"
+    assert ekf.slip.skid_ratio > 0.5
+    # without the skid model the filter believes its wheels and waters the camera down
+    stiff, _, _ = _skidding(EkfConfig(skid_noise=0.0), wheel_speed, body_velocity, roll, pitch)
+    assert _err(stiff.pose, truth)[0] > 3 * pos
+
+
+def test_on_level_ground_the_camera_outrunning_the_wheels_is_not_a_skid():
+    _, _, flags = _skidding(EkfConfig(), 0.0, (0.0, -0.12), 0.0, 0.0)
+    assert not any(skid for skid, _ in flags)
+
+
 def test_turn_slide_grows_the_position_uncertainty_only_when_turning_slowly_forward():
     cfg = EkfConfig()
     assert turn_slide_variance(0.0, 0.0, 1.0, cfg) == 0.0

@@ -41,14 +41,17 @@ class ScriptedVO:
 
 
 def drive(loc: Localizer, vo: ScriptedVO, t0: float, seconds: float, speed: float,
-          vo_steps: list[tuple[float, float, float]] | None = None) -> float:
-    """Wheels and IMU at 20 Hz driving straight at `speed`; a frame every 0.2 s whose
-    increment is the true one unless `vo_steps` says otherwise. Returns the end time."""
+          vo_steps: list[tuple[float, float, float]] | None = None,
+          pitch: float = 0.0) -> float:
+    """Wheels and IMU at 20 Hz driving straight at `speed` (on a slope of `pitch` rad,
+    positive nose down); a frame every 0.2 s whose increment is the true one unless
+    `vo_steps` says otherwise. Returns the end time."""
+    accel = np.array([-G * math.sin(pitch), 0.0, G * math.cos(pitch)])
     frame = np.zeros((2, 2), dtype=np.uint8)
     t = t0
     for k in range(1, int(round(seconds / 0.05)) + 1):
         t = t0 + 0.05 * k
-        loc.imu(t, np.array([0.0, 0.0, G]), np.zeros(3))
+        loc.imu(t, accel, np.zeros(3))
         loc.wheel_odometry(t, speed, 0.0, Pose2D(speed * t, 0.0, 0.0))
         if k % 4 == 0:
             vo.steps.append(vo_steps.pop(0) if vo_steps else (0.2 * speed, 0.0, 0.0))
@@ -70,6 +73,27 @@ def test_a_step_back_against_the_wheels_is_a_tracking_error_not_slip():
     assert abs(est.pose.x - 0.5 * t) < 0.1, f"estimate {est.pose.x:.2f} m, truth {0.5 * t:.2f}"
     assert abs(est.pose.yaw) < math.radians(0.5)
     assert loc.stats.reasons["moves otherwise than the wheels"] == 2
+
+
+@pytest.mark.parametrize("pitch", [-0.25, 0.0])
+def test_backing_down_a_slope_faster_than_the_wheels_is_a_skid_on_a_slope_only(pitch):
+    """Nose up (pitch < 0) the rear is downhill: the camera's steps back beyond the wheels'
+    are the rover skidding and are fused; on level ground they are tracking errors."""
+    loc = Localizer(Pose2D(), max_yaw_rate=0.15)
+    vo = ScriptedVO()
+    loc.vo = vo
+    t = drive(loc, vo, 0.0, 2.0, 0.0, pitch=pitch)
+    x0 = loc.estimate().pose.x
+    # the wheels say 0.05 m/s back, the rover slides at 0.25 m/s (0.05 m per frame)
+    t = drive(loc, vo, t, 8.0, -0.05, vo_steps=[(-0.05, 0.0, 0.0)] * 40, pitch=pitch)
+    moved = x0 - loc.estimate().pose.x
+    refused = loc.stats.reasons["moves otherwise than the wheels"]
+    if pitch:
+        assert moved > 0.8 * 2.0 * math.cos(pitch), f"{moved:.2f} m of 2 m slid"
+        assert refused == 0 and loc.estimate().slip.skidding
+    else:
+        assert moved < 0.6, f"{moved:.2f} m: a tracker's error taken for motion"
+        assert refused >= 15 and loc.stats.reasons["no reference yet"] >= 15  # after each
 
 
 def test_a_camera_that_sees_no_motion_twice_is_fused_as_slip():
