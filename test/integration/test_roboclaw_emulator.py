@@ -98,10 +98,12 @@ def test_mixed_speed_reaches_target_at_commanded_acceleration(bus, bm) -> None:
     time.sleep(0.05)
     (ok, speed, direction), t_c, t_d = timed(lambda: bm.ReadSpeedM1(A))
     assert ok and direction == 0
-    assert accel * (t_c - t_b) - 1 <= speed <= accel * (t_d - t_a) + 1
+    # on the ramp, or at the target once the ramp is over (a busy machine may read that late)
+    assert min(8000, accel * (t_c - t_b)) - 1 <= speed <= min(8000, accel * (t_d - t_a) + 1)
     (ok, speed2, direction2), t_c, t_d = timed(lambda: bm.ReadSpeedM2(A))
     assert ok and direction2 == 1
-    assert accel * (t_c - t_b) - 1 <= -signed(speed2) <= min(4000, accel * (t_d - t_a) + 1)
+    assert min(4000, accel * (t_c - t_b)) - 1 <= -signed(speed2) <= \
+        min(4000, accel * (t_d - t_a) + 1)
     # ramps take 0.2 s and 0.1 s
     assert wait_until(lambda: bm.ReadSpeedM1(A) == (1, 8000, 0), 5)
     assert signed(bm.ReadSpeedM2(A)[1]) == -4000
