@@ -69,6 +69,12 @@ class EkfConfig:
     # has begun; clamped to zero then, the yaw rate lost the turn's first moments and the
     # bias took the gyro's reading (0.1 s of lag: 19 deg off after six turns in place)
     zero_velocity_gyro_gate: float = 0.02
+    # m/s: slower wheels (not turning) are a parked rover whose wheels creep: the yaw rate is
+    # still clamped to zero (and the gyro bias learned), the speed taken as read. The
+    # simulator's velocity loops hold a parked rover at ~1.3 mm/s on 1.4 deg and ~4 mm/s on
+    # 7 deg (no integral term), and the bias, learned only at exact rest, was not ready after
+    # 3 minutes (2 minutes with visual odometry's help)
+    creep_speed: float = 0.01
     gyro_sigma: float = 0.002  # rad/s per sample
     slip_speed_sigma: float = 1.0  # m/s, the wheels' speed noise while slipping
     # the rover moving further than its wheels turn is a skid: backing down a slope, a
@@ -392,11 +398,17 @@ class RoverEKF:
         self._wheel_since_clone += speed * dt
         self._track_yaw_slip(yaw_rate)
         H = np.zeros((2, N_STATE))
-        if (abs(speed) < 1e-4 and abs(yaw_rate) < 1e-4 and self._gyro_still()
+        if (abs(speed) < c.creep_speed and abs(yaw_rate) < 1e-4 and self._gyro_still()
                 and not self._skidding):
-            H[0, V] = H[1, W] = 1.0
-            innov = -self.x[[V, W]]
-            R = np.eye(2) * c.zero_velocity_sigma ** 2
+            H[1, W] = 1.0
+            if abs(speed) < 1e-4:  # at rest
+                H[0, V] = 1.0
+                innov = -self.x[[V, W]]
+                R = np.eye(2) * c.zero_velocity_sigma ** 2
+            else:  # creeping: the speed as the wheels read it, not turning
+                H[0, V], H[0, SCALE] = self.x[SCALE], self.x[V]
+                innov = np.array([speed - self.x[SCALE] * self.x[V], -self.x[W]])
+                R = np.diag([c.wheel_speed_sigma ** 2, c.zero_velocity_sigma ** 2])
             return self._update(innov, H, R, consider=POSE_STATES)
         H[0, V] = self.x[SCALE]
         H[0, SCALE] = self.x[V]

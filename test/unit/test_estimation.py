@@ -468,7 +468,8 @@ def test_a_turn_rate_the_wheels_overstate_is_reported_but_is_not_slip():
     assert not any(flags)
 
 
-def test_the_gyro_bias_is_learned_standing_still_and_its_sigma_says_when() -> None:
+@pytest.mark.parametrize("creep", [0.0, -0.0013, 0.006])
+def test_the_gyro_bias_is_learned_standing_still_and_its_sigma_says_when(creep: float) -> None:
     """At rest the wheels say the yaw rate is zero, so what the gyro reads is its bias: the
     estimate converges on it and its sigma falls (the localization node reports WARN until
     it is below `gyro_bias_ready_sigma`); a rover that never stood still drives on with
@@ -483,7 +484,7 @@ def test_the_gyro_bias_is_learned_standing_still_and_its_sigma_says_when() -> No
         ekf.update_imu(t, np.array([0.0, 0.0, G]), np.array([0.0, 0.0,
                                                              bias + rng.normal(0.0, 0.002)]))
         if i % 5 == 0:
-            ekf.update_wheel_odometry(t, 0.0, 0.0)
+            ekf.update_wheel_odometry(t, creep, 0.0)  # a parked rover's wheels may creep
         if i % 100 == 0:
             sigmas.append(ekf.gyro_bias_sigma)
     assert start_sigma == pytest.approx(EkfConfig().initial_gyro_bias_sigma)
@@ -491,6 +492,9 @@ def test_the_gyro_bias_is_learned_standing_still_and_its_sigma_says_when() -> No
     assert sigmas[-1] < 0.0005 < start_sigma
     assert ekf.gyro_bias == pytest.approx(bias, abs=3 * sigmas[-1])
     assert abs(math.degrees(ekf.pose.yaw - START.yaw)) < 0.1  # standing still, heading kept
+    crept = (ekf.pose.x - START.x) * math.cos(START.yaw) + (ekf.pose.y - START.y) * math.sin(
+        START.yaw)
+    assert crept == pytest.approx(creep * 5.0, abs=0.005)  # and the creep followed
 
 
 @pytest.mark.parametrize("lag", [0.1, 0.5])
