@@ -30,9 +30,12 @@ from ilrs_robots.core.localizer import Localizer, TransformTree, rpy_quaternion,
 from ilrs_robots.core.stereo import StereoRig
 from ilrs_robots.core.visual_odometry import VOConfig
 from ilrs_robots.nodes import messages
+from ilrs_robots.nodes.backlog import take_queued
 from ilrs_robots.nodes.params import ParameterError, declare, run_node
 from ilrs_robots.nodes.qos import LATCHED, TF_STATIC
 from ilrs_robots.nodes.service_call import call
+
+IMU_DEPTH = 300  # IMU samples queued (3 s at the simulator's 100 Hz)
 
 
 def seconds(stamp: Any) -> float:
@@ -178,7 +181,7 @@ class LocalizationNode(Node):
         self.slip_pub = self.create_publisher(Bool, "localization/slip", LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_subscription(Odometry, "odom", self._on_odom, 100)
-        self.create_subscription(Imu, "imu/data", self._on_imu, 300)
+        self._imu_sub = self.create_subscription(Imu, "imu/data", self._on_imu, IMU_DEPTH)
         self.create_subscription(PoseWithCovarianceStamped, "initialpose", self._on_initialpose,
                                  10)
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, TF_STATIC)
@@ -317,6 +320,12 @@ class LocalizationNode(Node):
         self._publish(est, msg.header.stamp)
 
     def _on_imu(self, msg: Imu) -> None:
+        # the samples queued behind this one too: taken one per wake-up, the IMU fell behind
+        # the wheels' odometry on a starved node (see backlog)
+        for m in (msg, *take_queued(self._imu_sub, IMU_DEPTH)):
+            self._fuse_imu(m)
+
+    def _fuse_imu(self, msg: Imu) -> None:
         a, g = msg.linear_acceleration, msg.angular_velocity
         self.loc.imu(seconds(msg.header.stamp), np.array([a.x, a.y, a.z]),
                      np.array([g.x, g.y, g.z]))
