@@ -165,6 +165,11 @@ class TiltFilter:
         self.roll += alpha * wrap_angle(r_acc - self.roll)
         self.pitch += alpha * (p_acc - self.pitch)
 
+    def downhill(self) -> tuple[float, float]:
+        """The way down the slope in the level frame of the heading (x forward, y left),
+        its length the sine of the tilt (0 on level ground)."""
+        return math.sin(self.pitch) * math.cos(self.roll), -math.sin(self.roll)
+
     def yaw_rate(self, gyro: np.ndarray) -> float:
         """Rate of the heading (rad/s) from the body rates at the current tilt."""
         sr, cr = math.sin(self.roll), math.cos(self.roll)
@@ -536,7 +541,7 @@ class RoverEKF:
         else:
             ratio = 0.0
         self._linear_slip += c.slip_filter * (ratio - self._linear_slip)
-        self._update_flag()
+        self._slipping = self._flag(self._slipping, self._linear_slip)
         return ratio
 
     def _track_skid(self, vo_distance: float) -> None:
@@ -544,16 +549,13 @@ class RoverEKF:
         if c.skid_noise <= 0:
             return
         wheel = abs(self._wheel_since_clone) / max(self.x[SCALE], 0.5)
-        level = math.cos(self.tilt.roll) * math.cos(self.tilt.pitch)  # cos of the tilt
-        if vo_distance >= c.slip_min_distance and level <= math.cos(c.skid_min_slope):
+        sloped = math.hypot(*self.tilt.downhill()) >= math.sin(c.skid_min_slope)
+        if vo_distance >= c.slip_min_distance and sloped:
             ratio = float(np.clip(1.0 - wheel / vo_distance, 0.0, 1.0))
         else:
             ratio = 0.0
         self._skid += c.slip_filter * (ratio - self._skid)
-        if self._skid >= c.slip_on:
-            self._skidding = True
-        elif self._skid <= c.slip_off:
-            self._skidding = False
+        self._skidding = self._flag(self._skidding, self._skid)
 
     def _track_yaw_slip(self, wheel_yaw_rate: float) -> None:
         c = self.config
@@ -566,14 +568,12 @@ class RoverEKF:
         else:
             ratio = 0.0
         self._yaw_slip += c.yaw_slip_filter * (ratio - self._yaw_slip)
-        self._update_flag()
 
-    def _update_flag(self) -> None:
-        ratio = self._linear_slip
+    def _flag(self, up: bool, ratio: float) -> bool:
+        """A slip or skid flag ``up`` after its filtered ``ratio`` (slip_on / slip_off)."""
         if ratio >= self.config.slip_on:
-            self._slipping = True
-        elif ratio <= self.config.slip_off:
-            self._slipping = False
+            return True
+        return up and ratio > self.config.slip_off
 
 
 def turn_slide_variance(yaw_rate: float, speed: float, dt: float, config: EkfConfig

@@ -357,8 +357,7 @@ class Localizer:
         level frame of the step's start heading) points down the slope the IMU measures
         (within 45 deg, on EkfConfig.skid_min_slope or more) at no more than SKID_MAX_SPEED: the
         rover skids there further than its wheels turn, which only the camera sees."""
-        roll, pitch = self.ekf.tilt.roll, self.ekf.tilt.pitch
-        down = (math.sin(pitch) * math.cos(roll), -math.sin(roll))  # downhill, level frame
+        down = self.ekf.tilt.downhill()
         slope = math.hypot(*down)
         excess = math.hypot(ex, ey)
         if (slope < math.sin(self.ekf.config.skid_min_slope)

@@ -255,6 +255,22 @@ def test_tilt_from_accelerometer():
     assert math.degrees(pitch) == pytest.approx(-8.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("roll_deg, pitch_deg", [(0.0, 0.0), (5.0, -8.0), (-12.0, 3.0),
+                                                  (0.0, 20.0)])
+def test_downhill_is_where_the_ground_falls_in_the_heading_frame(roll_deg, pitch_deg):
+    yaw = 0.7
+    R = _rot(math.radians(roll_deg), math.radians(pitch_deg), yaw)
+    normal = R @ np.array([0.0, 0.0, 1.0])  # the ground's normal leans down the slope
+    c, s = math.cos(yaw), math.sin(yaw)
+    expected = (c * normal[0] + s * normal[1], -s * normal[0] + c * normal[1])
+    tilt = TiltFilter(G)
+    tilt.roll, tilt.pitch = math.radians(roll_deg), math.radians(pitch_deg)
+    assert tilt.downhill() == pytest.approx(expected, abs=1e-9)
+    # its length is the sine of the tilt: the angle between the normal and the vertical
+    assert math.hypot(*tilt.downhill()) == pytest.approx(
+        math.sin(math.acos(normal[2])), abs=1e-9)
+
+
 def test_planar_increment_levels_a_tilted_motion():
     pitch = math.radians(10)
     m = increment_matrix(0.1, 0.0, 0.0)  # 0.1 m forward along a base pitched 10 deg
