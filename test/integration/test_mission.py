@@ -74,10 +74,13 @@ def run_sim(tmp_path: Path, domain: str, *args: str, timeout: float) -> tuple[in
 
 
 def logs(tmp_path: Path) -> str:
-    """The tails of the stack's node logs, for failure messages."""
+    """The stack's node logs for failure messages: each one's last warnings and errors (a
+    starved filter, a hazard, a recovery) and its tail."""
     parts = []
     for log in sorted((tmp_path / "run" / "logs").glob("*.log")):
-        parts.append(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-8:]))
+        lines = log.read_text().splitlines()
+        warnings = [line for line in lines[:-8] if line.startswith(("[WARN]", "[ERROR]"))]
+        parts.append(f"--- {log.name}\n" + "\n".join(warnings[-12:] + lines[-8:]))
     return "\n".join(parts)
 
 
@@ -104,7 +107,8 @@ def test_short_traverse_reaches_each_goal_by_ground_truth_and_draws_the_picture(
     for goal in goals:
         # the rover came to rest within tolerance of the goal (the truth, not the report)
         nearest = min(math.hypot(x - goal.x, y - goal.y) for x, y, v in track if abs(v) < 0.02)
-        assert nearest <= TOLERANCE, f"{goal.name}: {nearest:.2f} m\n{out[-3000:]}"
+        assert nearest <= TOLERANCE, \
+            f"{goal.name}: {nearest:.2f} m\n{out[-3000:]}\n{logs(tmp_path)}"
         assert f"{goal.name} ({goal.x:+.1f}, {goal.y:+.1f})" in out
     # ... and ended with the inspection round at the depot: its report in out/inspection
     assert "inspection: round depot_round at rover_depot, 1 points" in out, out[-3000:]
