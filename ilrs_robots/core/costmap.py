@@ -152,6 +152,15 @@ class CostGrid:
         (an obstacle reported after the grid was built; no inflation is added)."""
         _fill_disc(self.cost, self.origin, self.resolution, x, y, radius, LETHAL)
 
+    def raise_cost(self, x: float, y: float, radius: float, value: float) -> None:
+        """Raise every cell whose centre lies within ``radius`` of (x, y) to at least
+        ``value`` (below LETHAL), in place; unknown cells take ``value``, lethal ones stay."""
+        disc = _disc(self.cost.shape, self.origin, self.resolution, x, y, radius)
+        if disc is not None:
+            rows, cols, inside = disc
+            window = self.cost[rows, cols]
+            window[inside] = np.fmax(window[inside], value)
+
     def to_occupancy(self) -> np.ndarray:
         """int8 values as ``nav_msgs/OccupancyGrid`` uses them, shaped (rows, cols) (its
         ``.ravel()`` is the message's row-major ``data``): 0 free .. 99 costly, 100 lethal,
@@ -177,20 +186,30 @@ class CostGrid:
         return cls(cost, origin, resolution, tuple(keep_outs), footprint_radius)
 
 
-def _fill_disc(a: np.ndarray, origin: tuple[float, float], res: float, x: float, y: float,
-               radius: float, value: float) -> None:
-    """Set cells of ``a`` (layout of :class:`CostGrid`) whose centre is within ``radius``."""
-    rows, cols = a.shape
+def _disc(shape: tuple[int, int], origin: tuple[float, float], res: float, x: float, y: float,
+          radius: float) -> tuple[slice, slice, np.ndarray] | None:
+    """(rows, cols, inside): the cells of a grid (layout of :class:`CostGrid`) whose centre is
+    within ``radius`` of (x, y), as a window and a mask over it; None when none is."""
+    rows, cols = shape
     c0 = max(0, int(math.floor((x - radius - origin[0]) / res)))
     c1 = min(cols - 1, int(math.ceil((x + radius - origin[0]) / res)))
     r0 = max(0, int(math.floor((y - radius - origin[1]) / res)))
     r1 = min(rows - 1, int(math.ceil((y + radius - origin[1]) / res)))
     if c1 < c0 or r1 < r0:
-        return
+        return None
     xs = origin[0] + (np.arange(c0, c1 + 1) + 0.5) * res - x
     ys = origin[1] + (np.arange(r0, r1 + 1) + 0.5) * res - y
     inside = xs[None, :] ** 2 + ys[:, None] ** 2 <= radius * radius
-    a[r0:r1 + 1, c0:c1 + 1][inside] = value
+    return slice(r0, r1 + 1), slice(c0, c1 + 1), inside
+
+
+def _fill_disc(a: np.ndarray, origin: tuple[float, float], res: float, x: float, y: float,
+               radius: float, value: float) -> None:
+    """Set cells of ``a`` (layout of :class:`CostGrid`) whose centre is within ``radius``."""
+    disc = _disc(a.shape, origin, res, x, y, radius)
+    if disc is not None:
+        rows, cols, inside = disc
+        a[rows, cols][inside] = value
 
 
 # ---------------------------------------------------------------------------------------

@@ -70,6 +70,9 @@ ACTIVE_STATES = frozenset({NavState.PLANNING, NavState.FOLLOWING, NavState.RECOV
 
 Planner = Callable[[Pose2D, Pose2D], Sequence[Pose2D]]
 PathCheck = Callable[[Sequence[Pose2D]], "bool | str | None"]
+#: told where the rover could not make headway (its pose, +1 driving forward or -1 back);
+#: returns the (x, y) the planner will keep away from, or None
+NoHeadwayHook = Callable[[Pose2D, float], "tuple[float, float] | None"]
 
 
 class PlanningFailed(Exception):
@@ -237,11 +240,13 @@ class Navigator:
 
     def __init__(self, plan: Planner, follower: PurePursuitFollower,
                  config: NavigatorConfig | None = None,
-                 path_blocked: PathCheck | None = None) -> None:
+                 path_blocked: PathCheck | None = None,
+                 on_no_headway: NoHeadwayHook | None = None) -> None:
         self.plan = plan
         self.follower = follower
         self.config = config or NavigatorConfig()
         self.path_blocked = path_blocked
+        self.on_no_headway = on_no_headway
         self.state = NavState.IDLE
         self.goal: Pose2D | None = None
         self.goal_id = 0
@@ -394,7 +399,7 @@ class Navigator:
 
         if self._slipping(now, pose, slipping):
             return self._begin_recovery(now, pose, "wheel slip: the wheels turn, the rover "
-                                                   "does not move")
+                                                   "does not move" + self._no_headway(pose))
         moving = (abs(self._last_cmd[0]) >= cfg.min_command_linear
                   or abs(self._last_cmd[1]) >= cfg.min_command_angular)
         if (pose_distance(pose, self._progress_pose) >= cfg.progress_distance
@@ -405,9 +410,22 @@ class Navigator:
             self._stalled_for += dt
             if self._stalled_for >= cfg.stall_timeout:
                 return self._begin_recovery(now, pose, f"no progress for "
-                                                       f"{self._stalled_for:.0f} s")
+                                                       f"{self._stalled_for:.0f} s"
+                                                       + self._no_headway(pose))
         self._track_distance(now)
         return self._output(now, pose, cmd.linear, cmd.angular, note)
+
+    def _no_headway(self, pose: Pose2D) -> str:
+        """Tell the planner where the rover could not make headway; the note for the
+        recovery's reason ("" when nobody is told or the rover was turning in place)."""
+        linear = self._last_cmd[0]
+        if self.on_no_headway is None or abs(linear) < self.config.min_command_linear:
+            return ""
+        try:
+            spot = self.on_no_headway(pose, 1.0 if linear > 0.0 else -1.0)
+        except Exception as exc:  # the planner's memory must not stop the recovery
+            return f" (not remembered: {exc!r})"
+        return "" if spot is None else f"; planning around ({spot[0]:.1f}, {spot[1]:.1f})"
 
     def _blocked(self, path: Sequence[Pose2D]) -> str | None:
         """Why `path` is blocked according to the injected check, or None."""

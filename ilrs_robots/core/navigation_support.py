@@ -2,7 +2,8 @@
 
 - `GridPlanner`: `plan_path` on the latest global costmap as the Navigator's `plan(start,
   goal)`, its refusals turned into NavigateToPose codes (`plan_error_code`), and
-  `blocked(path)` as the Navigator's `path_blocked`;
+  `blocked(path)` as the Navigator's `path_blocked`; it remembers where the rover could not
+  make headway (`remember_no_headway`, the Navigator's `on_no_headway`) and plans around;
 - `MotionCheck`: the follower's `check_motion(poses)` against the local and global
   costmaps, allowing for the footprint where the grids are not inflated by it;
 - `parse_keep_outs`, `goal_problem`, `tilt_of`: parameter and message checks.
@@ -11,7 +12,10 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,31 +48,83 @@ def plan_error_code(code: PlanError) -> NavError:
     return PLAN_ERROR_CODES.get(PlanError(code), NavError.UNKNOWN)
 
 
+@dataclass(frozen=True)
+class NoHeadway:
+    """How the planner keeps away from where the rover could not make headway (wheel slip,
+    no progress while driving: a slope or soil the costmap calls passable): a disc of
+    ``radius`` m centred ``ahead`` m in the direction the rover drove gets at least ``cost``
+    (below LETHAL: the way stays open when there is no other), for the node's life; the
+    ``keep`` newest spots are remembered. ``radius`` 0 (the default) turns it off."""
+
+    radius: float = 0.0
+    ahead: float = 1.0
+    cost: float = 0.9
+    keep: int = 32
+
+    def __post_init__(self) -> None:
+        if not (self.radius >= 0.0 and math.isfinite(self.ahead) and 0.0 <= self.cost < LETHAL
+                and self.keep >= 1):
+            raise ValueError("NoHeadway: radius >= 0, a finite ahead, 0 <= cost < 1 and "
+                             "keep >= 1")
+
+
 class GridPlanner:
     """Plans on the newest global costmap; `update(grid)` swaps the map in.
 
     `keep_outs` are marked lethal (grown by `footprint_radius`) on every grid handed in,
     so they hold whether or not the costmap's publisher knows them, and a goal inside one
-    is refused with its name.
+    is refused with its name. Spots where the rover could not make headway (see
+    `NoHeadway`) are made costly on every grid.
     """
 
     def __init__(self, params: PlannerParams | None = None,
-                 keep_outs: Sequence[KeepOut] = (), footprint_radius: float = 0.0) -> None:
+                 keep_outs: Sequence[KeepOut] = (), footprint_radius: float = 0.0,
+                 no_headway: NoHeadway | None = None) -> None:
         self.params = params or PlannerParams()
         self.keep_outs = tuple(keep_outs)
         self.footprint_radius = footprint_radius
+        self.no_headway = no_headway or NoHeadway()
+        self.spots: deque[tuple[float, float]] = deque(maxlen=self.no_headway.keep)
         self.grid: CostGrid | None = None
+        self._source: CostGrid | None = None
+        self._lock = threading.Lock()  # costmaps and spots come from different threads
 
     def update(self, grid: CostGrid) -> CostGrid:
-        """Use `grid` from now on (keep-outs added); returns the grid as planned on."""
+        """Use `grid` from now on (keep-outs and no-headway spots added); returns the grid
+        as planned on."""
+        with self._lock:
+            return self._update(grid)
+
+    def _update(self, grid: CostGrid) -> CostGrid:
+        self._source = grid
         zones = tuple(grid.keep_outs) + tuple(k for k in self.keep_outs
                                               if k not in grid.keep_outs)
-        grid = CostGrid(grid.cost, grid.origin, grid.resolution, zones,
+        cost = grid.cost.copy() if self.spots else grid.cost
+        grid = CostGrid(cost, grid.origin, grid.resolution, zones,
                         max(grid.footprint_radius, self.footprint_radius))
         for zone in self.keep_outs:
             grid.mark_lethal(zone.x, zone.y, zone.radius + self.footprint_radius)
+        for x, y in self.spots:
+            grid.raise_cost(x, y, self.no_headway.radius, self.no_headway.cost)
         self.grid = grid
         return grid
+
+    def remember_no_headway(self, pose: Pose2D, direction: float = 1.0
+                            ) -> tuple[float, float] | None:
+        """Remember that the rover at ``pose`` could not make headway driving forward
+        (``direction`` > 0) or backward; returns the centre of the spot made costly (None
+        when NoHeadway is off). The next plan keeps away from it."""
+        nh = self.no_headway
+        if nh.radius <= 0.0 or not (math.isfinite(pose.x) and math.isfinite(pose.y)
+                                    and math.isfinite(pose.yaw)):
+            return None
+        ahead = nh.ahead if direction >= 0.0 else -nh.ahead
+        spot = (pose.x + ahead * math.cos(pose.yaw), pose.y + ahead * math.sin(pose.yaw))
+        with self._lock:
+            self.spots.append(spot)
+            if self._source is not None:
+                self._update(self._source)
+        return spot
 
     def __call__(self, start: Pose2D, goal: Pose2D) -> list[Pose2D]:
         """A path from `start` to `goal` (its last pose has the goal's yaw).

@@ -57,6 +57,7 @@ from ilrs_robots.core.navigation import Navigator as NavCore
 from ilrs_robots.core.navigation_support import (
     GridPlanner,
     MotionCheck,
+    NoHeadway,
     goal_problem,
     parse_keep_outs,
     tilt_of,
@@ -127,6 +128,15 @@ PLANNER = (
     ("max_expansions", 0, "Give up planning after this many cells (0 = no limit)",
      (0, 1_000_000_000)),
 )
+NO_HEADWAY = (
+    ("no_headway_radius", 0.0, "Where the rover slipped or made no progress, a disc of this "
+     "radius is made costly for the planner, for the node's life (m, 0 = off; 1.5 tried)",
+     (0.0, 10.0)),
+    ("no_headway_ahead", 1.0, "... centred this far ahead of the rover in the direction it "
+     "drove (m)", (0.0, 10.0)),
+    ("no_headway_cost", 0.9, "... with at least this cost (0..0.99: never lethal)",
+     (0.0, 0.99)),
+)
 
 
 @dataclass
@@ -194,10 +204,12 @@ class Navigator(Node):
             keep_outs = parse_keep_outs(p["keep_outs"])
         except ValueError as exc:
             raise ParameterError("keep_outs", str(exc)) from exc
-        self.planner = GridPlanner(self._planner_params(), keep_outs, p["footprint_radius"])
+        self.planner = GridPlanner(self._planner_params(), keep_outs, p["footprint_radius"],
+                                   self._no_headway())
         self.motion_check = MotionCheck(self._check_grids, p["collision_check_radius"])
         self.follower = PurePursuitFollower(self._limits(), self.motion_check)
-        self.core = NavCore(self.planner, self.follower, self._config(), self.planner.blocked)
+        self.core = NavCore(self.planner, self.follower, self._config(), self.planner.blocked,
+                            self.planner.remember_no_headway)
         self._compile_time = warm_up()
 
         inputs = MutuallyExclusiveCallbackGroup()
@@ -275,7 +287,7 @@ class Navigator(Node):
             "diagnostics_period": declare(d, "diagnostics_period", 1.0, "Period of "
                                           "/diagnostics (s)", range=(0.05, 60.0)),
         }
-        for name, default, text, bounds in FOLLOWER + RECOVERY + PLANNER:
+        for name, default, text, bounds in FOLLOWER + RECOVERY + PLANNER + NO_HEADWAY:
             p[name] = declare(d, name, default, text, range=bounds)
         if p["max_lookahead"] < p["min_lookahead"]:
             raise ParameterError("max_lookahead", f"must not be below min_lookahead "
@@ -303,6 +315,10 @@ class Navigator(Node):
             start_escape_radius=p["start_escape_radius"],
             max_expansions=int(p["max_expansions"]))
 
+    def _no_headway(self) -> NoHeadway:
+        p = self.p
+        return NoHeadway(p["no_headway_radius"], p["no_headway_ahead"], p["no_headway_cost"])
+
     def on_parameters_set(self, changed: dict[str, Any]) -> None:
         """Apply accepted live changes (called by nodes.params); speeds apply from the next
         plan or replan."""
@@ -311,6 +327,7 @@ class Navigator(Node):
             self.p.update(changed)
             try:
                 limits, config, params = self._limits(), self._config(), self._planner_params()
+                no_headway = self._no_headway()
             except ValueError as exc:
                 self.p = old
                 self.get_logger().error(f"parameters not applied: {exc}")
@@ -318,6 +335,7 @@ class Navigator(Node):
             self.follower.limits = limits
             self.core.config = config
             self.planner.params = params
+            self.planner.no_headway = no_headway
         if "controller_rate" in changed:
             self.control_timer.timer_period_ns = int(1e9 / changed["controller_rate"])
         if "diagnostics_period" in changed:
@@ -654,7 +672,8 @@ class Navigator(Node):
             message = f"idle; last goal {result.error_code.name}: {result.error_msg}"
         values = [("state", state.value), ("goal_id", self.core.goal_id),
                   ("task", task.kind if task else "none"), ("estop", self._estop),
-                  ("recoveries", self.core.number_of_recoveries)]
+                  ("recoveries", self.core.number_of_recoveries),
+                  ("no_headway_spots", len(self.planner.spots))]
         if fb is not None and task is not None:
             values += [("distance_remaining", f"{fb.distance_remaining:.1f}"),
                        ("eta_s", f"{fb.estimated_time_remaining:.0f}")]

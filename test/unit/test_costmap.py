@@ -169,6 +169,21 @@ def test_mark_lethal_adds_an_obstacle():
     assert g.lethal_mask().sum() == pytest.approx(math.pi * 4, abs=4)
 
 
+def test_raise_cost_keeps_lethal_cells_and_fills_unknown_ones():
+    cost = np.zeros((20, 20), np.float32)
+    cost[10, 10], cost[10, 11], cost[10, 12], cost[11, 10] = cm.LETHAL, 0.95, np.nan, 0.2
+    g = cm.CostGrid(cost, (0.0, 0.0), 1.0)
+    g.raise_cost(10.5, 10.5, 2.0, 0.9)
+    assert g.cost_at(10.5, 10.5) >= cm.LETHAL  # lethal stays lethal
+    assert g.cost_at(11.5, 10.5) == pytest.approx(0.95)  # costlier stays
+    assert g.cost_at(12.5, 10.5) == pytest.approx(0.9)  # unknown takes the cost
+    assert g.cost_at(10.5, 11.5) == pytest.approx(0.9)  # cheaper is raised
+    assert g.cost_at(14.5, 10.5) == 0.0  # outside the disc
+    assert int((g.cost == np.float32(0.9)).sum()) == pytest.approx(math.pi * 4 - 2, abs=4)
+    g.raise_cost(-50.0, -50.0, 1.0, 0.9)  # off the grid: nothing
+    assert g.cost[0, 0] == 0.0
+
+
 def test_params_are_validated():
     with pytest.raises(ValueError, match="max_slope_deg"):
         cm.CostParams(max_slope_deg=0.0)

@@ -14,6 +14,7 @@ from ilrs_robots.core.navigation import NavError, Navigator, NavState, PlanningF
 from ilrs_robots.core.navigation_support import (
     GridPlanner,
     MotionCheck,
+    NoHeadway,
     goal_problem,
     parse_keep_outs,
     plan_error_code,
@@ -74,6 +75,61 @@ def test_navigator_core_refuses_through_the_grid_planner():
     assert not response.accepted and response.error_code is NavError.OFF_MAP
     assert nav.state is NavState.FAILED
     assert nav.set_goal(Pose2D(5.0, 5.0), 1.0, Pose2D()).accepted
+
+
+def test_the_planner_keeps_away_from_where_the_rover_made_no_headway():
+    planner = GridPlanner(no_headway=NoHeadway(radius=1.5, ahead=1.0, cost=0.9))
+    planner.update(free_grid())
+    start, goal = Pose2D(-10.0, 0.0), Pose2D(10.0, 0.0)
+    straight = planner(start, goal)
+    assert max(abs(p.y) for p in straight) < 0.3
+    # it slipped at (-1, 0) heading east: the spot is 1 m on, at (0, 0)
+    assert planner.remember_no_headway(Pose2D(-1.0, 0.0, 0.0), 1.0) == pytest.approx((0.0, 0.0))
+    around = planner(Pose2D(-1.6, 0.0), goal)  # from where the back-up left it
+    assert min(math.hypot(p.x, p.y) for p in around) > 1.4
+    assert around[-1].x == pytest.approx(10.0)
+    # the spot holds on every costmap that comes later, and the source grid is not touched
+    fresh = free_grid()
+    planner.update(fresh)
+    assert not np.any(fresh.cost)
+    assert planner.grid.cost[planner.grid.world_to_cell(0.0, 0.0)] == pytest.approx(0.9)
+    assert min(math.hypot(p.x, p.y) for p in planner(Pose2D(-1.6, 0.0), goal)) > 1.4
+    # costly, not lethal: nothing is blocked by it, and a goal inside it is still reached
+    assert planner.blocked(straight) is None
+    assert planner(start, Pose2D(0.0, 0.0))[-1].x == pytest.approx(0.0)
+    # backing up, the spot is behind; off (radius 0) nothing is remembered
+    assert planner.remember_no_headway(Pose2D(5.0, 5.0, 0.0), -1.0) == pytest.approx((4.0, 5.0))
+    assert len(planner.spots) == 2
+    off = GridPlanner()  # off by default
+    off.update(free_grid())
+    assert off.remember_no_headway(Pose2D(), 1.0) is None and not off.spots
+    assert off.remember_no_headway(Pose2D(math.nan, 0.0), 1.0) is None
+    with pytest.raises(ValueError):
+        NoHeadway(cost=1.0)  # lethal would wall a rover in where it only slipped
+
+
+def test_the_navigator_tells_the_planner_where_it_slipped():
+    planner = GridPlanner(no_headway=NoHeadway(radius=1.5))
+    planner.update(free_grid())
+    told: list[tuple[Pose2D, float]] = []
+
+    def remember(pose: Pose2D, direction: float) -> tuple[float, float] | None:
+        told.append((pose, direction))
+        return planner.remember_no_headway(pose, direction)
+
+    nav = Navigator(planner, PurePursuitFollower(), path_blocked=planner.blocked,
+                    on_no_headway=remember)
+    assert nav.set_goal(Pose2D(10.0, 0.0), 0.0, Pose2D(-10.0, 0.0)).accepted
+    t, pose = 0.0, Pose2D(-10.0, 0.0)
+    out = None
+    for _ in range(100):  # commanded forward, the rover does not move: slip, then recovery
+        t += 0.1
+        out = nav.step(t, pose)
+        if out.state is NavState.RECOVERING:
+            break
+    assert out is not None and out.state is NavState.RECOVERING, out
+    assert len(told) == 1 and told[0][0] == pose and told[0][1] == 1.0
+    assert "planning around (-9.0, 0.0)" in out.note
 
 
 def test_motion_check_allows_for_the_footprint_and_leaving_a_hazard():
